@@ -1,0 +1,598 @@
+"""The NumPy engine: an array-backed dual number.
+
+A :class:`Dual` holds ``value`` (shape ``S``) and ``partials`` (shape ``S + (k,)``, one column per
+direction, the direction axis last) so that a chunk of directions moves through each NumPy call as
+one vectorised operation.  Elementwise primitives are applied through the rule table in
+:mod:`dualad.rules`; structural NumPy functions go through :mod:`dualad.structural`.
+
+Tags make nested differentiation safe.  Every differentiation call seeds its input with a fresh,
+larger tag; an operation on Duals of different tags treats the lower-tagged ones as constants of
+the higher tag, so the result is a Dual of the highest tag whose value and partials may themselves
+be Duals of lower tags.  The newest tag is always the outermost layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import rules
+from .rules import NONDIFF, Rule
+
+__all__ = ["Dual", "primal", "tangent", "DualError"]
+
+
+class DualError(TypeError):
+    """An operation that would silently lose or corrupt a derivative."""
+
+
+_LOST = (
+    "{what} would drop the derivative it carries. Use da.primal(x) to take the value when that is "
+    "intended{hint}."
+)
+_ARRAY_HINT = (
+    "; to build arrays that can hold Duals, allocate with np.zeros_like(x) or np.zeros(n, like=x) "
+    "and combine Duals with np.stack / np.concatenate (or np.array([...], like=x))"
+)
+
+
+def _lost(what: str, hint: str = "") -> DualError:
+    return DualError(_LOST.format(what=what, hint=hint))
+
+
+def _no_rule(name: str) -> DualError:
+    return DualError(
+        f"dualad has no derivative rule for {name}. Register one with "
+        f"da.register_rule({name}, <partial for each input>), or apply it to da.primal(x) if its "
+        "derivative is not needed."
+    )
+
+
+class Dual:
+    """A dual number (or array of them): a value with its directional derivatives.
+
+    Parameters
+    ----------
+    value
+        The primal value, shape ``S``.
+    partials
+        Derivatives along ``k`` directions, shape ``S + (k,)``.  Defaults to one zero direction.
+    tag
+        Which differentiation this Dual belongs to; differentiation calls choose it for you.
+    """
+
+    __slots__ = ("_value", "_partials", "_tag")
+    __array_priority__ = 1000
+    __hash__ = None  # type: ignore[assignment]  # mutable, like ndarray
+
+    def __init__(self, value: Any, partials: Any = None, tag: int = 0) -> None:
+        value = _as_float_array(value)
+        if partials is None:
+            partials = np.zeros(np.shape(value) + (1,), dtype=_dtype_of(value))
+        elif not isinstance(partials, Dual):
+            partials = np.asarray(partials, dtype=_dtype_of(value))
+        if np.shape(partials)[:-1] != np.shape(value) or np.ndim(partials) == 0:
+            raise ValueError(
+                f"partials must have shape value.shape + (k,) = {np.shape(value)} + (k,); "
+                f"got value shape {np.shape(value)} and partials shape {np.shape(partials)}"
+            )
+        self._value = value
+        self._partials = partials
+        self._tag = int(tag)
+
+    @classmethod
+    def _make(cls, tag: int, value: Any, partials: Any) -> Dual:
+        """Internal constructor with no checks (the engine guarantees the invariants)."""
+        d = object.__new__(cls)
+        d._value = value
+        d._partials = partials
+        d._tag = tag
+        return d
+
+    # --- parts -----------------------------------------------------------------------------------
+    @property
+    def value(self) -> Any:
+        """The value, one layer down (a Dual of a lower tag when nested)."""
+        return self._value
+
+    @property
+    def partials(self) -> Any:
+        """Derivatives along the directions, shape ``value.shape + (k,)``."""
+        return self._partials
+
+    @property
+    def tag(self) -> int:
+        return self._tag
+
+    @property
+    def nderiv(self) -> int:
+        """Number of directions ``k`` carried."""
+        return self._partials.shape[-1]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._value.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._value.ndim
+
+    @property
+    def size(self) -> int:
+        return self._value.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return _dtype_of(self._value)
+
+    @property
+    def T(self) -> Dual:
+        return np.transpose(self)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"Dual(value={self._value!r}, partials={self._partials!r}, tag={self._tag})"
+
+    # --- conversions that would lose the derivative ---------------------------------------------
+    def __float__(self) -> float:
+        raise _lost("Converting a Dual to float (float(x), math.* functions, or a float slot)")
+
+    def __int__(self) -> int:
+        raise _lost("Converting a Dual to int")
+
+    def __complex__(self) -> complex:
+        raise _lost("Converting a Dual to complex")
+
+    def __index__(self) -> int:
+        raise _lost("Using a Dual as an index")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise _lost(
+            "Converting a Dual to a NumPy array (np.asarray, np.array, or assigning it into a "
+            "plain float array)",
+            _ARRAY_HINT,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(primal(self))
+
+    # --- NumPy protocols -------------------------------------------------------------------------
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        from .structural import LINEAR_UFUNCS, ufunc_method
+
+        out = kwargs.pop("out", None)
+        if method == "__call__" and ufunc in LINEAR_UFUNCS:
+            result = LINEAR_UFUNCS[ufunc](*inputs, **kwargs)  # matmul, vecdot ...: bilinear
+        elif method == "__call__":
+            where = kwargs.pop("where", True)
+            if where is not True:
+                raise DualError(f"np.{ufunc.__name__}(..., where=...) is not supported on Duals")
+            kwargs.pop("dtype", None)
+            kwargs.pop("casting", None)
+            kwargs.pop("order", None)
+            if kwargs:
+                raise DualError(
+                    f"np.{ufunc.__name__} keyword(s) {sorted(kwargs)} are not supported on Duals"
+                )
+            result = call_ufunc(ufunc, inputs)
+        else:
+            result = ufunc_method(ufunc, method, inputs, kwargs)
+        if out is None:
+            return result
+        return _write_out(out[0] if isinstance(out, tuple) else out, result)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        from .structural import array_function
+
+        return array_function(func, args, kwargs, self)
+
+    # --- value-returning methods -----------------------------------------------------------------
+    def reshape(self, *shape: Any, order: str = "C") -> Dual:
+        if len(shape) == 1:
+            shape = shape[0]
+        return np.reshape(self, shape, order=order)
+
+    def ravel(self, order: str = "C") -> Dual:
+        return np.ravel(self, order=order)
+
+    def flatten(self, order: str = "C") -> Dual:
+        return np.ravel(self, order=order).copy()
+
+    def transpose(self, *axes: Any) -> Dual:
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+            axes = axes[0]
+        return np.transpose(self, axes or None)
+
+    def swapaxes(self, a: int, b: int) -> Dual:
+        return np.swapaxes(self, a, b)
+
+    def squeeze(self, axis: Any = None) -> Dual:
+        return np.squeeze(self, axis=axis)
+
+    def sum(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Dual:
+        return np.sum(self, axis=axis, keepdims=keepdims, **kw)
+
+    def mean(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Dual:
+        return np.mean(self, axis=axis, keepdims=keepdims, **kw)
+
+    def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Dual:
+        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Dual:
+        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def prod(self, axis: Any = None, keepdims: bool = False) -> Dual:
+        return np.prod(self, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, axis: Any = None) -> Dual:
+        return np.cumsum(self, axis=axis)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Dual:
+        return np.max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Dual:
+        return np.min(self, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis: Any = None) -> Any:
+        return np.argmax(primal(self), axis=axis)
+
+    def argmin(self, axis: Any = None) -> Any:
+        return np.argmin(primal(self), axis=axis)
+
+    def clip(self, a_min: Any = None, a_max: Any = None) -> Dual:
+        return np.clip(self, a_min, a_max)
+
+    def dot(self, other: Any) -> Dual:
+        return np.dot(self, other)
+
+    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Dual:
+        return np.diagonal(self, offset, axis1, axis2)
+
+    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Dual:
+        return np.trace(self, offset, axis1, axis2)
+
+    def copy(self) -> Dual:
+        return Dual._make(self._tag, self._value.copy(), self._partials.copy())
+
+    def astype(self, dtype: Any, copy: bool = True) -> Dual:
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise _lost(f"Casting a Dual to {dtype}")
+        return Dual._make(
+            self._tag, self._value.astype(dtype, copy=copy), self._partials.astype(dtype, copy=copy)
+        )
+
+    def item(self, *args: Any) -> Any:
+        raise _lost("Dual.item()")
+
+    def tolist(self) -> Any:
+        raise _lost("Dual.tolist()")
+
+    # --- indexing --------------------------------------------------------------------------------
+    def __getitem__(self, index: Any) -> Dual:
+        index = _normalize_index(index, self._value.ndim)
+        return Dual._make(self._tag, self._value[index], self._partials[index])
+
+    def __setitem__(self, index: Any, item: Any) -> None:
+        index = _normalize_index(index, self._value.ndim)
+        if isinstance(item, Dual) and item._tag > self._tag:
+            # The item carries a newer differentiation: lift self to that tag in place.
+            self._value = Dual._make(self._tag, self._value, self._partials)
+            self._partials = _zeros_like_partials(self._value, item._partials)
+            self._tag = item._tag
+        if isinstance(item, Dual) and item._tag == self._tag:
+            _check_k(self, item)
+            self._value = _assign(self._value, index, item._value)
+            self._partials = _assign(self._partials, index, item._partials)
+        else:
+            self._value = _assign(self._value, index, item)
+            self._partials = _assign(self._partials, index, 0.0)
+
+    # --- Python operators ------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Any:
+        return apply_rule(_R_ADD, (self, other))
+
+    def __radd__(self, other: Any) -> Any:
+        return apply_rule(_R_ADD, (other, self))
+
+    def __sub__(self, other: Any) -> Any:
+        return apply_rule(_R_SUB, (self, other))
+
+    def __rsub__(self, other: Any) -> Any:
+        return apply_rule(_R_SUB, (other, self))
+
+    def __mul__(self, other: Any) -> Any:
+        return apply_rule(_R_MUL, (self, other))
+
+    def __rmul__(self, other: Any) -> Any:
+        return apply_rule(_R_MUL, (other, self))
+
+    def __truediv__(self, other: Any) -> Any:
+        return apply_rule(_R_DIV, (self, other))
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return apply_rule(_R_DIV, (other, self))
+
+    def __pow__(self, other: Any) -> Any:
+        return apply_rule(_R_POW, (self, other))
+
+    def __rpow__(self, other: Any) -> Any:
+        return apply_rule(_R_POW, (other, self))
+
+    def __mod__(self, other: Any) -> Any:
+        return apply_rule(_R_MOD, (self, other))
+
+    def __rmod__(self, other: Any) -> Any:
+        return apply_rule(_R_MOD, (other, self))
+
+    def __floordiv__(self, other: Any) -> Any:
+        return np.floor_divide(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Any:
+        return np.floor_divide(other, self)
+
+    def __matmul__(self, other: Any) -> Any:
+        return np.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        return np.matmul(other, self)
+
+    def __neg__(self) -> Dual:
+        return Dual._make(self._tag, -self._value, -self._partials)
+
+    def __pos__(self) -> Dual:
+        return self
+
+    def __abs__(self) -> Any:
+        return apply_rule(_R_ABS, (self,))
+
+    def _inplace(self, result: Any) -> Dual:
+        if np.shape(result) != self.shape:
+            raise ValueError(
+                f"in-place operation would change the shape {self.shape} to {np.shape(result)}"
+            )
+        self[...] = result
+        return self
+
+    def __iadd__(self, other: Any) -> Dual:
+        return self._inplace(self + other)
+
+    def __isub__(self, other: Any) -> Dual:
+        return self._inplace(self - other)
+
+    def __imul__(self, other: Any) -> Dual:
+        return self._inplace(self * other)
+
+    def __itruediv__(self, other: Any) -> Dual:
+        return self._inplace(self / other)
+
+    def __ipow__(self, other: Any) -> Dual:
+        return self._inplace(self**other)
+
+    def __imatmul__(self, other: Any) -> Dual:
+        return self._inplace(self @ other)
+
+    # comparisons act on values and return plain boolean arrays
+    def __lt__(self, other: Any) -> Any:
+        return primal(self) < primal(other)
+
+    def __le__(self, other: Any) -> Any:
+        return primal(self) <= primal(other)
+
+    def __gt__(self, other: Any) -> Any:
+        return primal(self) > primal(other)
+
+    def __ge__(self, other: Any) -> Any:
+        return primal(self) >= primal(other)
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return primal(self) == primal(other)
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        return primal(self) != primal(other)
+
+
+_R_ADD = rules.RULES[np.add]
+_R_SUB = rules.RULES[np.subtract]
+_R_MUL = rules.RULES[np.multiply]
+_R_DIV = rules.RULES[np.true_divide]
+_R_POW = rules.RULES[np.power]
+_R_MOD = rules.RULES[np.remainder]
+_R_ABS = rules.RULES[np.absolute]
+
+
+# --- reading the parts ---------------------------------------------------------------------------
+
+
+def primal(x: Any) -> Any:
+    """The plain value of ``x`` with every layer of derivative removed (``x`` itself if plain)."""
+    while isinstance(x, Dual):
+        x = x._value
+    return x
+
+
+def tangent(x: Any) -> Any:
+    """The partials of the outermost layer of ``x``, shape ``x.shape + (k,)``.
+
+    For a plain value, zeros of shape ``np.shape(x) + (1,)``: nothing depends on any direction.
+    """
+    if isinstance(x, Dual):
+        return x._partials
+    return np.zeros(np.shape(x) + (1,))
+
+
+# --- the elementwise engine ----------------------------------------------------------------------
+
+
+def _dtype_of(value: Any) -> np.dtype:
+    return primal(value).dtype
+
+
+def _as_float_array(value: Any) -> Any:
+    if isinstance(value, Dual):
+        return value
+    arr = np.asarray(value)
+    if arr.dtype.kind == "c":
+        raise DualError(
+            "dualad does not support complex numbers yet; split the real and imaginary parts "
+            "into separate real inputs"
+        )
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def top_tag(args: Any) -> int:
+    tag = -1
+    for a in args:
+        if isinstance(a, Dual) and a._tag > tag:
+            tag = a._tag
+    return tag
+
+
+def _check_k(a: Dual, b: Dual) -> None:
+    if a._partials.shape[-1] != b._partials.shape[-1]:
+        raise ValueError(
+            f"Duals of one differentiation carry different numbers of directions "
+            f"({a._partials.shape[-1]} and {b._partials.shape[-1]})"
+        )
+
+
+def _scale(d: Any, p: Any) -> Any:
+    """Partial derivative ``d`` (shape broadcastable to the output) times partials ``p``."""
+    if d.__class__ is float or d.__class__ is int:
+        if d == 1:
+            return p
+        if d == -1:
+            return -p
+        return d * p
+    if np.ndim(d) == 0 and not isinstance(d, Dual):
+        return d * p
+    return d[..., None] * p
+
+
+def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
+    """Apply an elementwise rule to arguments of which at least one may be a Dual."""
+    tag = -1
+    for a in args:
+        if isinstance(a, Dual) and a._tag > tag:
+            tag = a._tag
+    if tag < 0:
+        return rule.func(*args)
+    vals = tuple(a._value if isinstance(a, Dual) and a._tag == tag else a for a in args)
+    y = rule.func(*vals)
+    if not isinstance(y, Dual):
+        y = np.asarray(y)
+        if y.dtype.kind == "c":
+            raise DualError(
+                f"{rule.name} produced a complex value; dualad does not support complex numbers yet"
+            )
+    tangent_sum = None
+    for a, partial in zip(args, rule.partials):
+        if not (isinstance(a, Dual) and a._tag == tag) or partial is None:
+            continue
+        if partial is NONDIFF:
+            raise DualError(f"{rule.name} is not differentiable in this argument")
+        d = partial(*vals, y) if callable(partial) else partial
+        contribution = _scale(d, a._partials)
+        if tangent_sum is None:
+            tangent_sum = contribution
+        else:
+            tangent_sum = tangent_sum + contribution
+    k = next(a for a in args if isinstance(a, Dual) and a._tag == tag)._partials.shape[-1]
+    target = y.shape + (k,)
+    if tangent_sum is None:
+        tangent_sum = np.zeros(target, dtype=_dtype_of(y))
+    elif tangent_sum.shape != target:
+        tangent_sum = np.broadcast_to(tangent_sum, target)
+        tangent_sum = tangent_sum.copy() if not isinstance(tangent_sum, Dual) else tangent_sum
+    return Dual._make(tag, y, tangent_sum)
+
+
+def _value_only(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return func(*[primal(a) for a in args], **{k: primal(v) for k, v in kwargs.items()})
+
+
+def call_ufunc(ufunc: Any, inputs: tuple[Any, ...]) -> Any:
+    rule = rules.lookup(ufunc)
+    if rule is not None:
+        return apply_rule(rule, inputs)
+    if rules.is_zero_derivative(ufunc):
+        return _value_only(ufunc, inputs, {})
+    raise _no_rule(f"np.{ufunc.__name__}" if isinstance(ufunc, np.ufunc) else repr(ufunc))
+
+
+def _write_out(out: Any, result: Any) -> Any:
+    if isinstance(out, Dual):
+        out[...] = result
+        return out
+    if isinstance(result, Dual):
+        raise _lost("Writing a Dual into a plain array via out=", _ARRAY_HINT)
+    np.copyto(out, result)
+    return out
+
+
+# --- indexing helpers ----------------------------------------------------------------------------
+
+
+def _normalize_index(index: Any, ndim: int) -> Any:
+    """Rewrite an index so it addresses only the value axes, leaving the direction axis last.
+
+    Ellipses are spelled out as slices; Duals used as indices are rejected.
+    """
+    if not isinstance(index, tuple):
+        index = (index,)
+    consumed = 0
+    has_ellipsis = False
+    out = []
+    for item in index:
+        if item is Ellipsis:
+            has_ellipsis = True
+        elif item is None:
+            pass
+        elif isinstance(item, Dual):
+            raise _lost("Using a Dual as an index")
+        elif isinstance(item, (np.ndarray, list)):
+            arr = np.asarray(item)
+            consumed += arr.ndim if arr.dtype == bool else 1
+            item = arr
+        else:
+            consumed += 1
+        out.append(item)
+    if has_ellipsis:
+        i = next(j for j, it in enumerate(out) if it is Ellipsis)
+        out[i : i + 1] = [slice(None)] * max(ndim - consumed, 0)
+        if Ellipsis in [it for it in out if it is Ellipsis]:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+    elif consumed > ndim:
+        raise IndexError(
+            f"too many indices for a Dual of shape with {ndim} dimension(s): {consumed} were given"
+        )
+    return tuple(out)
+
+
+def _zeros_like_partials(value: Any, like_partials: Any) -> Any:
+    return np.zeros(np.shape(value) + (like_partials.shape[-1],), dtype=_dtype_of(value))
+
+
+def _assign(container: Any, index: Any, item: Any) -> Any:
+    """``container[index] = item``, lifting a plain container to a Dual when the item is one."""
+    if not isinstance(container, (Dual, np.ndarray)):
+        container = np.array(container)  # a NumPy scalar left by integer indexing
+    if isinstance(container, Dual) or not isinstance(item, Dual):
+        if not isinstance(container, Dual) and not container.flags.writeable:
+            container = container.copy()
+        container[index] = item
+        return container
+    lifted = Dual._make(
+        item._tag, container.copy(), _zeros_like_partials(container, item._partials)
+    )
+    lifted[index] = item
+    return lifted

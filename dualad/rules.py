@@ -1,0 +1,301 @@
+"""The one table of derivative rules that every engine reads.
+
+Each elementwise primitive appears here exactly once: the function that computes it and, for each
+input, its partial derivative written as a NumPy expression of the inputs and the output.  Because
+the partials are themselves NumPy code, an engine can evaluate them on dual numbers, and nesting
+dual numbers then yields second and higher derivatives with no further rules.
+
+A partial is one of
+
+* a callable ``d(*inputs, out)`` returning the partial derivative (broadcastable to ``out``),
+* a Python number (a constant partial, e.g. ``1.0`` for addition),
+* ``None``: the output does not depend on that input (zero partial),
+* :data:`NONDIFF`: the function is not differentiable in that input; asking for it is an error.
+
+Functions in :data:`ZERO_DERIVATIVE` act on values only (comparisons, ``floor``, ``sign``):
+their derivative is zero wherever it exists, so branches and loops on values work.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NONDIFF",
+    "Rule",
+    "RULES",
+    "ZERO_DERIVATIVE",
+    "register_rule",
+    "lookup",
+]
+
+
+class _NonDiff:
+    """Marker for an input a function cannot be differentiated in."""
+
+    def __repr__(self) -> str:
+        return "NONDIFF"
+
+
+NONDIFF: Any = _NonDiff()
+
+Partial = Callable[..., Any] | float | int | None | _NonDiff
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A primitive and its partial derivatives, one per input."""
+
+    name: str
+    func: Callable[..., Any]
+    partials: tuple[Partial, ...]
+
+    @property
+    def nin(self) -> int:
+        return len(self.partials)
+
+
+RULES: dict[Any, Rule] = {}
+ZERO_DERIVATIVE: set[Any] = set()
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+_DEG = math.pi / 180.0
+
+
+def _add(func: Any, *partials: Partial, name: str | None = None) -> None:
+    RULES[func] = Rule(name or getattr(func, "__name__", repr(func)), func, tuple(partials))
+
+
+# --- helpers shared by several rules -------------------------------------------------------------
+
+
+def _pick_first(x1: Any, x2: Any, y: Any) -> Any:
+    """Partial of a max/min-like selection in its first argument; ties split it evenly."""
+    return np.where(x1 == y, np.where(x2 == y, 0.5, 1.0), 0.0)
+
+
+def _pick_second(x1: Any, x2: Any, y: Any) -> Any:
+    return np.where(x2 == y, np.where(x1 == y, 0.5, 1.0), 0.0)
+
+
+def _power_base_partial(power: Callable[..., Any]) -> Callable[..., Any]:
+    """d/dx x**p = p * x**(p-1), exactly 0 when p == 0 (also at x == 0, where 0**-1 is inf)."""
+
+    def d(x: Any, p: Any, y: Any) -> Any:
+        if isinstance(p, (int, float, np.integer, np.floating)):
+            return 0.0 if p == 0 else p * power(x, float(p) - 1.0)
+        return p * power(x, np.where(p == 0, 1.0, p - 1.0))
+
+    return d
+
+
+def _power_exponent_partial(x: Any, p: Any, y: Any) -> Any:
+    """d/dp x**p = x**p log x, taken as 0 at x == 0 (its limit for p > 0)."""
+    safe_x = np.where(x == 0, 1.0, x)
+    return np.where(x == 0, 0.0, y * np.log(safe_x))
+
+
+_SINC_TAYLOR_RADIUS = 1e-2
+
+
+def _sinc_partial(x: Any, y: Any) -> Any:
+    """sinc'(x) = (cos(pi x) - sinc(x)) / x, by its Taylor series near 0 where that cancels.
+
+    The series keeps four terms, so nested derivatives at 0 are exact through the fourth order.
+    """
+    small = np.abs(x) < _SINC_TAYLOR_RADIUS
+    safe_x = np.where(small, 1.0, x)
+    pi2x2 = (math.pi * math.pi) * (x * x)
+    series = (
+        x
+        * (math.pi * math.pi)
+        * (-1.0 / 3.0 + pi2x2 * (1.0 / 30.0 + pi2x2 * (-1.0 / 840.0 + pi2x2 / 45360.0)))
+    )
+    return np.where(small, series, (np.cos(math.pi * x) - y) / safe_x)
+
+
+# --- arithmetic ----------------------------------------------------------------------------------
+
+_add(np.add, 1.0, 1.0)
+_add(np.subtract, 1.0, -1.0)
+_add(np.multiply, lambda x1, x2, y: x2, lambda x1, x2, y: x1)
+_add(np.true_divide, lambda x1, x2, y: 1.0 / x2, lambda x1, x2, y: -y / x2)
+_add(np.power, _power_base_partial(np.power), _power_exponent_partial)
+_add(np.float_power, _power_base_partial(np.float_power), _power_exponent_partial)
+_add(np.negative, -1.0)
+_add(np.positive, 1.0)
+_add(np.conjugate, 1.0)  # real inputs only: complex input is rejected before any rule runs
+_add(np.reciprocal, lambda x, y: -(y * y))
+_add(np.square, lambda x, y: 2.0 * x)
+_add(np.sqrt, lambda x, y: 0.5 / y)
+_add(np.cbrt, lambda x, y: 1.0 / (3.0 * y * y))
+_add(np.fmod, 1.0, lambda x1, x2, y: -np.trunc(x1 / x2))
+_add(np.remainder, 1.0, lambda x1, x2, y: -np.floor(x1 / x2))
+_add(np.copysign, lambda x1, x2, y: np.where(np.signbit(x1) == np.signbit(x2), 1.0, -1.0), None)
+_add(np.absolute, lambda x, y: np.sign(x))
+_add(np.fabs, lambda x, y: np.sign(x))
+_add(np.maximum, _pick_first, _pick_second)
+_add(np.minimum, _pick_first, _pick_second)
+_add(np.fmax, _pick_first, _pick_second)
+_add(np.fmin, _pick_first, _pick_second)
+
+# --- exponentials and logarithms -----------------------------------------------------------------
+
+_add(np.exp, lambda x, y: y)
+_add(np.exp2, lambda x, y: _LN2 * y)
+_add(np.expm1, lambda x, y: np.exp(x))
+_add(np.log, lambda x, y: 1.0 / x)
+_add(np.log2, lambda x, y: 1.0 / (_LN2 * x))
+_add(np.log10, lambda x, y: 1.0 / (_LN10 * x))
+_add(np.log1p, lambda x, y: 1.0 / (1.0 + x))
+_add(np.logaddexp, lambda x1, x2, y: np.exp(x1 - y), lambda x1, x2, y: np.exp(x2 - y))
+_add(np.logaddexp2, lambda x1, x2, y: np.exp2(x1 - y), lambda x1, x2, y: np.exp2(x2 - y))
+
+# --- trigonometric and hyperbolic ----------------------------------------------------------------
+
+_add(np.sin, lambda x, y: np.cos(x))
+_add(np.cos, lambda x, y: -np.sin(x))
+_add(np.tan, lambda x, y: 1.0 + y * y)
+_add(np.arcsin, lambda x, y: 1.0 / np.sqrt((1.0 - x) * (1.0 + x)))
+_add(np.arccos, lambda x, y: -1.0 / np.sqrt((1.0 - x) * (1.0 + x)))
+_add(np.arctan, lambda x, y: 1.0 / (1.0 + x * x))
+_add(
+    np.arctan2,
+    lambda x1, x2, y: x2 / (x1 * x1 + x2 * x2),
+    lambda x1, x2, y: -x1 / (x1 * x1 + x2 * x2),
+)
+_add(np.hypot, lambda x1, x2, y: x1 / y, lambda x1, x2, y: x2 / y)
+_add(np.sinh, lambda x, y: np.cosh(x))
+_add(np.cosh, lambda x, y: np.sinh(x))
+_add(np.tanh, lambda x, y: 1.0 / np.cosh(x) ** 2)  # not 1 - y**2, which cancels for large |x|
+_add(np.arcsinh, lambda x, y: 1.0 / np.hypot(x, 1.0))
+_add(np.arccosh, lambda x, y: 1.0 / np.sqrt((x - 1.0) * (x + 1.0)))
+_add(np.arctanh, lambda x, y: 1.0 / ((1.0 - x) * (1.0 + x)))
+_add(np.deg2rad, _DEG)
+_add(np.rad2deg, 1.0 / _DEG)
+_add(np.sinc, _sinc_partial)
+
+# --- value-only functions: zero derivative, computed on values -----------------------------------
+
+ZERO_DERIVATIVE.update(
+    {
+        np.sign, np.floor, np.ceil, np.trunc, np.rint, np.floor_divide, np.heaviside,
+        np.signbit, np.isnan, np.isinf, np.isfinite,
+        np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal,
+        np.logical_and, np.logical_or, np.logical_xor, np.logical_not,
+        np.round, np.around, np.fix, np.isclose, np.allclose, np.array_equal,
+        np.argmax, np.argmin, np.argsort, np.argwhere, np.nonzero, np.flatnonzero,
+        np.searchsorted, np.shape, np.ndim, np.size, np.count_nonzero,
+        np.isreal, np.iscomplex, np.isscalar, np.result_type,
+    }
+)  # fmt: skip
+
+
+# --- SciPy's special functions, registered on first use so that importing dualad stays light -----
+
+_scipy_loaded = False
+
+
+def _load_scipy_rules() -> None:
+    global _scipy_loaded
+    _scipy_loaded = True
+    try:
+        from scipy import special as sp
+    except ImportError:  # pragma: no cover - scipy is optional
+        return
+    two_over_sqrt_pi = 2.0 / math.sqrt(math.pi)
+    _add(sp.erf, lambda x, y: two_over_sqrt_pi * np.exp(-(x * x)))
+    _add(sp.erfc, lambda x, y: -two_over_sqrt_pi * np.exp(-(x * x)))
+    _add(sp.expit, lambda x, y: y * sp.expit(-x))  # not y * (1 - y), which cancels for large x
+    _add(sp.gammaln, lambda x, y: sp.digamma(x))
+    _add(sp.digamma, lambda x, y: sp.zeta(2.0, x))  # trigamma, for x > 0
+    _add(sp.zeta, NONDIFF, lambda s, q, y: -s * sp.zeta(s + 1.0, q))
+    ZERO_DERIVATIVE.update({sp.gammasgn} if hasattr(sp, "gammasgn") else set())
+
+
+def lookup(func: Any) -> Rule | None:
+    """The rule for ``func``, or None; SciPy's rules load the first time one is asked for."""
+    rule = RULES.get(func)
+    if rule is None and not _scipy_loaded and "scipy.special" in sys.modules:
+        _load_scipy_rules()
+        rule = RULES.get(func)
+    return rule
+
+
+def is_zero_derivative(func: Any) -> bool:
+    if func in ZERO_DERIVATIVE:
+        return True
+    if not _scipy_loaded and "scipy.special" in sys.modules:
+        _load_scipy_rules()
+        return func in ZERO_DERIVATIVE
+    return False
+
+
+# --- the public extension point ------------------------------------------------------------------
+
+_dispatch_hook: Callable[[Rule, tuple[Any, ...]], Any] | None = None
+_carries_derivative: Callable[[Any], bool] = lambda a: False  # noqa: E731 - set by the engine
+
+
+def register_rule(func: Callable[..., Any], *partials: Partial, name: str | None = None):
+    """Give ``func`` a derivative rule that every dualad engine uses.
+
+    Parameters
+    ----------
+    func
+        A NumPy or SciPy ufunc, or a plain Python function of array arguments that works
+        elementwise (its output broadcasts like a ufunc's).
+    *partials
+        One entry per positional input: a callable ``d(*inputs, out)`` giving the partial
+        derivative with respect to that input as NumPy code (so that it can itself be
+        differentiated), a constant, ``None`` for an input the output does not depend on, or
+        :data:`dualad.NONDIFF` for an input the function cannot be differentiated in.
+    name
+        Shown in error messages; defaults to ``func.__name__``.
+
+    Returns
+    -------
+    callable
+        For a ufunc, the ufunc itself (NumPy routes it to dualad).  For a plain function, a wrapper
+        to call instead of it: with dual-number arguments it applies the rule, otherwise it calls
+        ``func``.
+
+    Examples
+    --------
+    >>> import numpy as np, dualad as da
+    >>> softplus = da.register_rule(lambda x: np.log1p(np.exp(x)),
+    ...                             lambda x, y: 1.0 / (1.0 + np.exp(-x)), name="softplus")
+    >>> float(da.derivative(softplus, 0.0))
+    0.5
+    """
+    if not partials:
+        raise ValueError("register_rule needs one partial derivative per input of the function")
+    if isinstance(func, np.ufunc):
+        if func.nin != len(partials):
+            raise ValueError(
+                f"{func.__name__} takes {func.nin} inputs but {len(partials)} partials were given"
+            )
+        _add(func, *partials, name=name)
+        return func
+
+    raw = func
+
+    def dispatching(*args: Any) -> Any:
+        if _dispatch_hook is not None and any(_carries_derivative(a) for a in args):
+            return _dispatch_hook(rule, args)
+        return raw(*args)
+
+    label = name or getattr(func, "__name__", repr(func))
+    dispatching.__name__ = label
+    dispatching.__doc__ = getattr(func, "__doc__", None)
+    rule = Rule(label, dispatching, tuple(partials))
+    RULES[raw] = rule
+    RULES[dispatching] = rule
+    return dispatching

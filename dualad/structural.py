@@ -1,0 +1,837 @@
+"""Structural NumPy functions on Duals: a JVP for each, keyed by the NumPy function.
+
+These operations are linear in the tangent (reshape, sum, indexing, concatenate, einsum in each
+operand ...) or have a known linearisation (solve, inv, det, cholesky); none of them needs an entry
+in the elementwise rule table.  The direction axis of the partials is always last, so most JVPs
+are the same NumPy call on the partials with axes renumbered for the value's dimensions.  Where an
+operation is a composition of others (mean, var, prod, clip, diff, max ...) it is written as that
+composition, so its derivative follows from rules that already exist.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import rules
+from .dual import Dual, DualError, _no_rule, _value_only, _write_out, apply_rule, primal, top_tag
+
+_FUNCTIONS: dict[Any, Callable[..., Any]] = {}
+_CREATION: dict[Any, Callable[..., Any]] = {}
+
+
+def _implements(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
+        for f in funcs:
+            _FUNCTIONS[f] = impl
+        return impl
+
+    return register
+
+
+def _creates(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
+        for f in funcs:
+            _CREATION[f] = impl
+        return impl
+
+    return register
+
+
+def _qualname(func: Any) -> str:
+    module = getattr(func, "__module__", None) or "numpy"
+    module = "np" if module == "numpy" else module.replace("numpy.", "np.")
+    return f"{module}.{getattr(func, '__name__', repr(func))}"
+
+
+def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], like: Any) -> Any:
+    """Entry point of ``Dual.__array_function__`` (NEP 18, and NEP 35 for ``like=``)."""
+    impl = _FUNCTIONS.get(func)
+    if impl is not None:
+        return impl(*args, **kwargs)
+    impl = _CREATION.get(func)
+    if impl is not None:
+        return impl(like, *args, **kwargs)
+    rule = rules.lookup(func)
+    if rule is not None:
+        if kwargs:
+            raise DualError(f"{rule.name} with keyword arguments is not supported on Duals")
+        return apply_rule(rule, args)
+    if rules.is_zero_derivative(func):
+        return _value_only(func, args, kwargs)
+    raise _no_rule(_qualname(func))
+
+
+_UFUNC_REDUCTIONS = {
+    np.add: np.sum,
+    np.multiply: np.prod,
+    np.maximum: np.max,
+    np.fmax: np.max,
+    np.minimum: np.min,
+    np.fmin: np.min,
+}
+
+
+def ufunc_method(ufunc: np.ufunc, method: str, inputs: tuple[Any, ...], kwargs: dict) -> Any:
+    """``ufunc.reduce``, ``.accumulate`` and ``.outer`` on Duals."""
+    name = f"np.{ufunc.__name__}.{method}"
+    if method == "reduce" and ufunc in _UFUNC_REDUCTIONS:
+        if kwargs.pop("initial", np._NoValue) is not np._NoValue or "where" in kwargs:
+            raise DualError(f"{name} with initial= or where= is not supported on Duals")
+        kwargs.pop("dtype", None)
+        return _UFUNC_REDUCTIONS[ufunc](inputs[0], axis=kwargs.pop("axis", 0), **kwargs)
+    if method == "accumulate" and ufunc is np.add:
+        kwargs.pop("dtype", None)
+        return np.cumsum(inputs[0], axis=kwargs.pop("axis", 0))
+    if method == "outer" and not kwargs and len(inputs) == 2:
+        a, b = inputs
+        a_expanded = np.reshape(a, np.shape(a) + (1,) * np.ndim(b))
+        return ufunc(a_expanded, b)
+    raise DualError(
+        f"{name} is not supported on Duals; write it with supported operations "
+        "(e.g. np.sum, np.cumsum, broadcasting) or register a rule with da.register_rule"
+    )
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim if ndim else 0
+
+
+def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """Axis argument (None, int or tuple) as non-negative value axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        return tuple(_axis(a, ndim) for a in axis)
+    return (_axis(axis, ndim),)
+
+
+def _parts(a: Any, tag: int, k: int) -> tuple[Any, Any]:
+    """(value, partials) of ``a`` at ``tag``; constants get zero partials."""
+    if isinstance(a, Dual) and a.tag == tag:
+        return a.value, a.partials
+    value = a if isinstance(a, Dual) else np.asarray(a)
+    return value, np.zeros(np.shape(value) + (k,), dtype=np.result_type(primal(value), float))
+
+
+def _k(args: Any, tag: int) -> int:
+    return next(a for a in args if isinstance(a, Dual) and a.tag == tag).nderiv
+
+
+def _unary(a: Dual, value_fn: Callable[[Any], Any], partials_fn: Callable[[Any, Any], Any]) -> Dual:
+    """A linear operation: ``value_fn`` on the value, ``partials_fn(partials, new_value)``."""
+    value = value_fn(a.value)
+    return Dual._make(a.tag, value, partials_fn(a.partials, value))
+
+
+def _reject(name: str, **given: Any) -> None:
+    for key, val in given.items():
+        if val is not None and val is not np._NoValue and val is not False:
+            raise DualError(f"{name}(..., {key}=...) is not supported on Duals")
+
+
+# --- shape and layout ----------------------------------------------------------------------------
+
+
+@_implements(np.reshape)
+def _reshape(a: Dual, shape: Any = None, order: str = "C", *, newshape: Any = None, **kw: Any):
+    shape = newshape if shape is None else shape
+    if order != "C":
+        raise DualError("np.reshape on Duals supports order='C' only")
+    return _unary(a, lambda v: np.reshape(v, shape), lambda p, v: np.reshape(p, v.shape + (-1,)))
+
+
+@_implements(np.ravel)
+def _ravel(a: Dual, order: str = "C") -> Dual:
+    return _reshape(a, (-1,), order)
+
+
+@_implements(np.transpose)
+def _transpose(a: Dual, axes: Any = None) -> Dual:
+    nd = a.ndim
+    axes = tuple(range(nd))[::-1] if axes is None else _axes(axes, nd)
+    return _unary(a, lambda v: np.transpose(v, axes), lambda p, v: np.transpose(p, axes + (nd,)))
+
+
+@_implements(np.swapaxes)
+def _swapaxes(a: Dual, axis1: int, axis2: int) -> Dual:
+    i, j = _axis(axis1, a.ndim), _axis(axis2, a.ndim)
+    return _unary(a, lambda v: np.swapaxes(v, i, j), lambda p, v: np.swapaxes(p, i, j))
+
+
+@_implements(np.moveaxis)
+def _moveaxis(a: Dual, source: Any, destination: Any) -> Dual:
+    src, dst = _axes(source, a.ndim), _axes(destination, a.ndim)
+    return _unary(a, lambda v: np.moveaxis(v, src, dst), lambda p, v: np.moveaxis(p, src, dst))
+
+
+@_implements(np.squeeze)
+def _squeeze(a: Dual, axis: Any = None) -> Dual:
+    axes = (
+        tuple(i for i, n in enumerate(a.shape) if n == 1) if axis is None else _axes(axis, a.ndim)
+    )
+    return _unary(a, lambda v: np.squeeze(v, axes), lambda p, v: np.squeeze(p, axes))
+
+
+@_implements(np.expand_dims)
+def _expand_dims(a: Dual, axis: Any) -> Dual:
+    n_new = len(axis) if isinstance(axis, (tuple, list)) else 1
+    axes = _axes(axis, a.ndim + n_new)
+    return _unary(a, lambda v: np.expand_dims(v, axes), lambda p, v: np.expand_dims(p, axes))
+
+
+@_implements(np.atleast_1d)
+def _atleast_1d(*arys: Any) -> Any:
+    out = [np.reshape(a, (1,)) if np.ndim(a) == 0 else a for a in arys]
+    return out[0] if len(out) == 1 else out
+
+
+@_implements(np.atleast_2d)
+def _atleast_2d(*arys: Any) -> Any:
+    out = [
+        np.reshape(a, (1,) * (2 - np.ndim(a)) + np.shape(a)) if np.ndim(a) < 2 else a for a in arys
+    ]
+    return out[0] if len(out) == 1 else out
+
+
+@_implements(np.broadcast_to)
+def _broadcast_to(array: Dual, shape: Any, subok: bool = False) -> Dual:
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    return _unary(
+        array,
+        lambda v: np.broadcast_to(v, shape),
+        lambda p, v: np.broadcast_to(p, shape + p.shape[-1:]),
+    )
+
+
+@_implements(np.copy)
+def _copy(a: Dual, order: str = "K", subok: bool = False) -> Dual:
+    return a.copy()
+
+
+@_implements(np.concatenate)
+def _concatenate(arrays: Any, axis: Any = 0, out: Any = None, **kw: Any) -> Any:
+    arrays = list(arrays)
+    if axis is None:
+        arrays, axis = [np.ravel(a) for a in arrays], 0
+    tag = top_tag(arrays)
+    k = _k(arrays, tag)
+    parts = [_parts(a, tag, k) for a in arrays]
+    ax = _axis(axis, np.ndim(parts[0][0]))
+    value = np.concatenate([v for v, _ in parts], axis=ax)
+    result = Dual._make(tag, value, np.concatenate([p for _, p in parts], axis=ax))
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.stack)
+def _stack(arrays: Any, axis: int = 0, out: Any = None, **kw: Any) -> Any:
+    arrays = list(arrays)
+    tag = top_tag(arrays)
+    k = _k(arrays, tag)
+    parts = [_parts(a, tag, k) for a in arrays]
+    ax = _axis(axis, np.ndim(parts[0][0]) + 1)
+    result = Dual._make(
+        tag, np.stack([v for v, _ in parts], axis=ax), np.stack([p for _, p in parts], axis=ax)
+    )
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.hstack)
+def _hstack(tup: Any, **kw: Any) -> Any:
+    arrs = [np.atleast_1d(a) for a in tup]
+    return np.concatenate(arrs, axis=0 if np.ndim(arrs[0]) == 1 else 1)
+
+
+@_implements(np.vstack)
+def _vstack(tup: Any, **kw: Any) -> Any:
+    return np.concatenate([np.atleast_2d(a) for a in tup], axis=0)
+
+
+@_implements(np.split, np.array_split)
+def _split(ary: Dual, indices_or_sections: Any, axis: int = 0) -> list[Dual]:
+    ax = _axis(axis, ary.ndim)
+    splitter = np.array_split  # equal to np.split when the sections divide evenly
+    if isinstance(indices_or_sections, int) and ary.shape[ax] % indices_or_sections:
+        # np.split refuses uneven sections; keep that behaviour for np.split callers
+        np.split(np.empty(ary.shape[ax]), indices_or_sections)
+    values = splitter(ary.value, indices_or_sections, axis=ax)
+    partials = splitter(ary.partials, indices_or_sections, axis=ax)
+    return [Dual._make(ary.tag, v, p) for v, p in zip(values, partials)]
+
+
+@_implements(np.where)
+def _where(condition: Any, x: Any = None, y: Any = None) -> Any:
+    if x is None and y is None:
+        return np.where(primal(condition))
+    cond = np.asarray(primal(condition), dtype=bool)
+    tag = top_tag((x, y))
+    if tag < 0:
+        return np.where(cond, x, y)
+    k = _k((x, y), tag)
+    (vx, px), (vy, py) = _parts(x, tag, k), _parts(y, tag, k)
+    value = np.where(cond, vx, vy)
+    partials = np.where(cond[..., None], px, py)
+    return Dual._make(tag, value, partials)
+
+
+@_implements(np.roll)
+def _roll(a: Dual, shift: Any, axis: Any = None) -> Dual:
+    if axis is None:
+        return np.reshape(np.roll(np.ravel(a), shift, axis=0), a.shape)
+    axes = _axes(axis, a.ndim)
+    return _unary(a, lambda v: np.roll(v, shift, axes), lambda p, v: np.roll(p, shift, axes))
+
+
+@_implements(np.flip)
+def _flip(m: Dual, axis: Any = None) -> Dual:
+    axes = _axes(axis, m.ndim)
+    return _unary(m, lambda v: np.flip(v, axes), lambda p, v: np.flip(p, axes))
+
+
+@_implements(np.fliplr)
+def _fliplr(m: Dual) -> Dual:
+    return _flip(m, 1)
+
+
+@_implements(np.flipud)
+def _flipud(m: Dual) -> Dual:
+    return _flip(m, 0)
+
+
+@_implements(np.take)
+def _take(a: Dual, indices: Any, axis: Any = None, out: Any = None, mode: str = "raise") -> Dual:
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    ax = _axis(axis, a.ndim)
+    idx = primal(indices)
+    return _unary(
+        a, lambda v: np.take(v, idx, ax, mode=mode), lambda p, v: np.take(p, idx, ax, mode=mode)
+    )
+
+
+@_implements(np.take_along_axis)
+def _take_along_axis(arr: Dual, indices: Any, axis: Any = -1) -> Dual:
+    if axis is None:
+        arr, axis = np.ravel(arr), 0
+    ax = _axis(axis, arr.ndim)
+    idx = np.asarray(primal(indices))
+    return _unary(
+        arr,
+        lambda v: np.take_along_axis(v, idx, ax),
+        lambda p, v: np.take_along_axis(p, idx[..., None], ax),
+    )
+
+
+@_implements(np.repeat)
+def _repeat(a: Dual, repeats: Any, axis: Any = None) -> Dual:
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    ax = _axis(axis, a.ndim)
+    return _unary(a, lambda v: np.repeat(v, repeats, ax), lambda p, v: np.repeat(p, repeats, ax))
+
+
+@_implements(np.sort)
+def _sort(a: Dual, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Dual:
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    return np.take_along_axis(a, np.argsort(primal(a), axis=axis, kind=kind), axis=axis)
+
+
+@_implements(np.diagonal)
+def _diagonal(a: Dual, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Dual:
+    i, j = _axis(axis1, a.ndim), _axis(axis2, a.ndim)
+    return _unary(
+        a,
+        lambda v: np.diagonal(v, offset, i, j),
+        lambda p, v: np.moveaxis(np.diagonal(p, offset, i, j), -1, -2),
+    )
+
+
+@_implements(np.diag)
+def _diag(v: Dual, k: int = 0) -> Dual:
+    if v.ndim == 2:
+        return _diagonal(v, k)
+    if v.ndim != 1:
+        raise ValueError(f"np.diag needs a 1-D or 2-D input; got shape {v.shape}")
+    n = v.shape[0] + abs(k)
+    rows = np.arange(v.shape[0]) + max(-k, 0)
+    cols = np.arange(v.shape[0]) + max(k, 0)
+    out = np.zeros((n, n), like=v)
+    out[rows, cols] = v
+    return out
+
+
+@_implements(np.trace)
+def _trace(
+    a: Dual, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None, out: Any = None
+):
+    return np.sum(np.diagonal(a, offset, axis1, axis2), axis=-1)
+
+
+# --- reductions ----------------------------------------------------------------------------------
+
+
+@_implements(np.sum)
+def _sum(
+    a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw
+):
+    _reject("np.sum", **kw)
+    axes = _axes(axis, a.ndim)
+    result = _unary(
+        a,
+        lambda v: np.sum(v, axis=axes, keepdims=keepdims),
+        lambda p, v: np.sum(p, axis=axes, keepdims=keepdims),
+    )
+    return result if out is None else _write_out(out, result)
+
+
+def _count(a: Any, axis: Any) -> int:
+    shape = np.shape(a)
+    return int(np.prod([shape[i] for i in _axes(axis, len(shape))]))
+
+
+@_implements(np.mean)
+def _mean(
+    a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw
+):
+    _reject("np.mean", **kw)
+    result = np.sum(a, axis=axis, keepdims=keepdims) / _count(a, axis)
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.var)
+def _var(
+    a: Dual,
+    axis: Any = None,
+    dtype: Any = None,
+    out: Any = None,
+    ddof: float = 0,
+    keepdims: bool = False,
+    **kw,
+):
+    _reject("np.var", **kw)
+    centred = a - np.mean(a, axis=axis, keepdims=True)
+    result = np.sum(centred * centred, axis=axis, keepdims=keepdims) / (_count(a, axis) - ddof)
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.std)
+def _std(
+    a: Dual,
+    axis: Any = None,
+    dtype: Any = None,
+    out: Any = None,
+    ddof: float = 0,
+    keepdims: bool = False,
+    **kw,
+):
+    result = np.sqrt(_var(a, axis=axis, ddof=ddof, keepdims=keepdims, **kw))
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.cumsum)
+def _cumsum(a: Dual, axis: Any = None, dtype: Any = None, out: Any = None) -> Dual:
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    ax = _axis(axis, a.ndim)
+    result = _unary(a, lambda v: np.cumsum(v, axis=ax), lambda p, v: np.cumsum(p, axis=ax))
+    return result if out is None else _write_out(out, result)
+
+
+def _reduce_axes_last(a: Any, axis: Any) -> tuple[Any, tuple[int, ...]]:
+    """Move the reduced axes of ``a`` to the end and merge them into one; return it and the axes."""
+    axes = _axes(axis, np.ndim(a))
+    moved = np.moveaxis(a, axes, tuple(range(np.ndim(a) - len(axes), np.ndim(a))))
+    rest = np.shape(moved)[: np.ndim(a) - len(axes)]
+    return np.reshape(moved, rest + (-1,)), axes
+
+
+def _keep(result: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
+    return np.expand_dims(result, axes) if keepdims and axes else result
+
+
+def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
+    """max/min: the derivative of the selected element (the first one on ties, as NumPy picks)."""
+
+    def impl(a: Dual, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        _reject("np.max/np.min", **kw)
+        flat, axes = _reduce_axes_last(a, axis)
+        index = pick(primal(flat), axis=-1)[..., None]
+        result = _keep(np.take_along_axis(flat, index, axis=-1)[..., 0], axes, keepdims)
+        return result if out is None else _write_out(out, result)
+
+    return impl
+
+
+_FUNCTIONS[np.max] = _FUNCTIONS[np.amax] = _extreme(np.argmax)
+_FUNCTIONS[np.min] = _FUNCTIONS[np.amin] = _extreme(np.argmin)
+
+
+@_implements(np.prod)
+def _prod(
+    a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw
+):
+    """Product by pairwise multiplication: exact derivatives even where some factors are zero."""
+    _reject("np.prod", **kw)
+    x, axes = _reduce_axes_last(a, axis)
+    if np.shape(x)[-1] == 0:
+        return np.ones(np.shape(x)[:-1])
+    while np.shape(x)[-1] > 1:
+        n = np.shape(x)[-1]
+        paired = x[..., 0 : n - 1 : 2] * x[..., 1:n:2]
+        x = np.concatenate([paired, x[..., n - 1 :]], axis=-1) if n % 2 else paired
+    result = _keep(x[..., 0], axes, keepdims)
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.clip)
+def _clip(
+    a: Any,
+    a_min: Any = np._NoValue,
+    a_max: Any = np._NoValue,
+    out: Any = None,
+    *,
+    min: Any = None,
+    max: Any = None,
+    **kw,
+):
+    lo = min if a_min is np._NoValue else a_min
+    hi = max if a_max is np._NoValue else a_max
+    result = a
+    if lo is not None:
+        result = np.maximum(result, lo)
+    if hi is not None:
+        result = np.minimum(result, hi)
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.diff)
+def _diff(
+    a: Any, n: int = 1, axis: int = -1, prepend: Any = np._NoValue, append: Any = np._NoValue
+):
+    ax = _axis(axis, np.ndim(a))
+    pieces = [a]
+    if prepend is not np._NoValue:
+        pieces.insert(
+            0,
+            np.broadcast_to(prepend, _with(np.shape(a), ax, 1))
+            if np.ndim(prepend) == 0
+            else prepend,
+        )
+    if append is not np._NoValue:
+        pieces.append(
+            np.broadcast_to(append, _with(np.shape(a), ax, 1)) if np.ndim(append) == 0 else append
+        )
+    if len(pieces) > 1:
+        a = np.concatenate(pieces, axis=ax)
+    lead = (slice(None),) * ax
+    for _ in range(n):
+        a = a[lead + (slice(1, None),)] - a[lead + (slice(None, -1),)]
+    return a
+
+
+def _with(shape: tuple[int, ...], axis: int, n: int) -> tuple[int, ...]:
+    return shape[:axis] + (n,) + shape[axis + 1 :]
+
+
+# --- products: every bilinear operation is an einsum ---------------------------------------------
+
+
+def _einsum_explicit(subscripts: str) -> tuple[list[str], str]:
+    subscripts = subscripts.replace(" ", "")
+    if "->" in subscripts:
+        ins, out = subscripts.split("->")
+        return ins.split(","), out
+    ins = subscripts.split(",")
+    letters = "".join(ins).replace(".", "")
+    out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return ins, ("..." if "..." in subscripts else "") + out
+
+
+def _einsum_optimize(operands: Any) -> Any:
+    return "greedy" if max(np.size(primal(o)) for o in operands) > 512 else False
+
+
+@_implements(np.einsum)
+def _einsum(
+    subscripts: Any, *operands: Any, out: Any = None, optimize: Any = False, **kw: Any
+) -> Any:
+    if not isinstance(subscripts, str):
+        raise DualError("np.einsum on Duals needs the subscripts as a string ('ij,jk->ik')")
+    specs, out_spec = _einsum_explicit(subscripts)
+    tag = top_tag(operands)
+    direction = next(c for c in string.ascii_letters if c not in subscripts)
+    values = [o.value if isinstance(o, Dual) and o.tag == tag else o for o in operands]
+    expr = ",".join(specs) + "->" + out_spec
+    value = np.einsum(expr, *values, optimize=_einsum_optimize(values))
+    tangent = None
+    for i, o in enumerate(operands):
+        if not (isinstance(o, Dual) and o.tag == tag):
+            continue
+        these_specs = specs[:i] + [specs[i] + direction] + specs[i + 1 :]
+        these_ops = values[:i] + [o.partials] + values[i + 1 :]
+        term = np.einsum(
+            ",".join(these_specs) + "->" + out_spec + direction,
+            *these_ops,
+            optimize=_einsum_optimize(these_ops),
+        )
+        tangent = term if tangent is None else tangent + term
+    result = Dual._make(tag, value, tangent)
+    return result if out is None else _write_out(out, result)
+
+
+def _letters(n: int, start: int = 0) -> str:
+    return string.ascii_lowercase[start : start + n]
+
+
+@_implements(np.matmul)
+def _matmul(a: Any, b: Any, out: Any = None, **kw: Any) -> Any:
+    na, nb = np.ndim(a), np.ndim(b)
+    if na == 0 or nb == 0:
+        raise ValueError("matmul: an input is a scalar (0-d); use * for scalars")
+    sa = "...ij" if na >= 2 else "j"
+    sb = "...jk" if nb >= 2 else "j"
+    so = ("...i" if na >= 2 else "...") + ("k" if nb >= 2 else "")
+    if na < 2 and nb < 2:
+        so = ""
+    result = np.einsum(f"{sa},{sb}->{so}", a, b)
+    return result if out is None else _write_out(out, result)
+
+
+LINEAR_UFUNCS: dict[Any, Callable[..., Any]] = {np.matmul: _matmul}
+if hasattr(np, "vecdot"):  # ufuncs since NumPy 2.0 / 2.2
+
+    def _vecdot(x1: Any, x2: Any, axis: int = -1) -> Any:
+        return np.sum(np.moveaxis(x1, axis, -1) * np.moveaxis(x2, axis, -1), axis=-1)
+
+    LINEAR_UFUNCS[np.vecdot] = _vecdot
+    _FUNCTIONS[np.vecdot] = _vecdot
+
+
+@_implements(np.dot)
+def _dot(a: Any, b: Any, out: Any = None) -> Any:
+    na, nb = np.ndim(a), np.ndim(b)
+    if na == 0 or nb == 0:
+        result = np.multiply(a, b)
+    else:
+        sa = _letters(na)
+        sb = _letters(nb, na)
+        sb = sb[:-2] + sa[-1] + sb[-1] if nb >= 2 else sa[-1]
+        so = sa[:-1] + sb.replace(sa[-1], "")
+        result = np.einsum(f"{sa},{sb}->{so}", a, b)
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.vdot)
+def _vdot(a: Any, b: Any) -> Any:
+    return np.einsum("i,i->", np.ravel(a), np.ravel(b))
+
+
+@_implements(np.inner)
+def _inner(a: Any, b: Any) -> Any:
+    na, nb = np.ndim(a), np.ndim(b)
+    if na == 0 or nb == 0:
+        return np.multiply(a, b)
+    sa = _letters(na)
+    sb = _letters(nb - 1, na) + sa[-1]
+    return np.einsum(f"{sa},{sb}->{sa[:-1] + sb[:-1]}", a, b)
+
+
+@_implements(np.outer)
+def _outer(a: Any, b: Any, out: Any = None) -> Any:
+    result = np.einsum("i,j->ij", np.ravel(a), np.ravel(b))
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.tensordot)
+def _tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
+    na, nb = np.ndim(a), np.ndim(b)
+    if isinstance(axes, int):
+        axes_a, axes_b = list(range(na - axes, na)), list(range(axes))
+    else:
+        axes_a, axes_b = axes
+        axes_a = [axes_a] if isinstance(axes_a, int) else list(axes_a)
+        axes_b = [axes_b] if isinstance(axes_b, int) else list(axes_b)
+    axes_a = [_axis(i, na) for i in axes_a]
+    axes_b = [_axis(i, nb) for i in axes_b]
+    sa = list(_letters(na))
+    sb = list(_letters(nb, na))
+    for i, j in zip(axes_a, axes_b):
+        sb[j] = sa[i]
+    so = [c for i, c in enumerate(sa) if i not in axes_a] + [
+        c for j, c in enumerate(sb) if j not in axes_b
+    ]
+    return np.einsum(f"{''.join(sa)},{''.join(sb)}->{''.join(so)}", a, b)
+
+
+# --- linear algebra ------------------------------------------------------------------------------
+
+
+@_implements(np.linalg.norm)
+def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    matrix = (axis is None and np.ndim(x) == 2) or (
+        isinstance(axis, (tuple, list)) and len(axis) == 2
+    )
+    if ord in (None, "fro") or (ord == 2 and not matrix):
+        if ord == "fro" and not matrix:
+            raise ValueError("ord='fro' is for matrices")
+        return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
+    if matrix:
+        raise DualError(f"np.linalg.norm(ord={ord!r}) of a matrix is not supported on Duals")
+    if ord == np.inf:
+        return np.max(np.abs(x), axis=axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return np.min(np.abs(x), axis=axis, keepdims=keepdims)
+    if ord == 1:
+        return np.sum(np.abs(x), axis=axis, keepdims=keepdims)
+    return np.sum(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+
+
+def _linalg_parts(*args: Any) -> tuple[int, list[tuple[Any, Any]]]:
+    """(tag, [(value, partials or None)]) for linear-algebra JVPs."""
+    tag = top_tag(args)
+    return tag, [
+        (a.value, a.partials) if isinstance(a, Dual) and a.tag == tag else (a, None) for a in args
+    ]
+
+
+@_implements(np.linalg.solve)
+def _solve(a: Any, b: Any) -> Dual:
+    tag, ((A, dA), (B, dB)) = _linalg_parts(a, b)
+    X = np.linalg.solve(A, B)
+    vector = np.ndim(B) == 1
+    rhs = dB
+    if dA is not None:
+        dAX = np.einsum("...ijK,...j->...iK" if vector else "...ijK,...jm->...imK", dA, X)
+        rhs = -dAX if rhs is None else rhs - dAX
+    if vector:
+        dX = np.linalg.solve(A, rhs)
+    else:
+        shape = np.shape(rhs)
+        dX = np.reshape(np.linalg.solve(A, np.reshape(rhs, shape[:-2] + (-1,))), shape)
+    return Dual._make(tag, X, dX)
+
+
+@_implements(np.linalg.inv)
+def _inv(a: Dual) -> Dual:
+    Y = np.linalg.inv(a.value)
+    return Dual._make(a.tag, Y, -np.einsum("...ij,...jlK,...lm->...imK", Y, a.partials, Y))
+
+
+def _dlogdet(a: Dual) -> Any:
+    """d log|det A| = trace(A^-1 dA), one entry per direction."""
+    return np.einsum("...ji,...ijK->...K", np.linalg.inv(a.value), a.partials)
+
+
+@_implements(np.linalg.det)
+def _det(a: Dual) -> Dual:
+    d = np.linalg.det(a.value)
+    return Dual._make(a.tag, d, d[..., None] * _dlogdet(a))
+
+
+@_implements(np.linalg.slogdet)
+def _slogdet(a: Dual) -> tuple[Any, Dual]:
+    sign, logabs = np.linalg.slogdet(a.value)
+    return primal(sign), Dual._make(a.tag, logabs, _dlogdet(a))
+
+
+@_implements(np.linalg.cholesky)
+def _cholesky(a: Dual, /, *, upper: bool = False) -> Dual:
+    L = np.linalg.cholesky(a.value)
+    Linv = np.linalg.inv(L)
+    n = np.shape(L)[-1]
+    half_lower = np.tril(np.ones((n, n)), -1) + 0.5 * np.eye(n)
+    X = np.einsum("...ij,...jlK,...ml->...imK", Linv, a.partials, Linv)
+    dL = np.einsum("...ij,...jmK->...imK", L, X * half_lower[..., None])
+    result = Dual._make(a.tag, L, dL)
+    return np.swapaxes(result, -1, -2) if upper else result
+
+
+# --- creation: *_like and NEP 35 like= -----------------------------------------------------------
+
+
+def _float_kind(dtype: Any) -> bool:
+    return dtype is None or np.dtype(dtype).kind == "f"
+
+
+def _zeros_dual(like: Dual, shape: Any, dtype: Any) -> Dual:
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (int(shape),)
+    dtype = like.dtype if dtype is None else np.dtype(dtype)
+    return Dual._make(like.tag, np.zeros(shape, dtype), np.zeros(shape + (like.nderiv,), dtype))
+
+
+def _make_like(fill: Any) -> Callable[..., Any]:
+    def impl(
+        a: Any,
+        *args: Any,
+        dtype: Any = None,
+        order: Any = "K",
+        subok: bool = True,
+        shape: Any = None,
+        **kw: Any,
+    ):
+        fill_value = args[0] if fill is None else fill
+        if fill is None and args[1:]:
+            dtype = args[1]
+        elif fill is not None and args:
+            dtype = args[0]
+        shape = np.shape(a) if shape is None else shape
+        if not _float_kind(dtype):
+            return np.full(shape, primal(fill_value), dtype=dtype)
+        out = _zeros_dual(a, shape, dtype)
+        if not (np.ndim(fill_value) == 0 and not isinstance(fill_value, Dual) and fill_value == 0):
+            out[...] = fill_value
+        return out
+
+    return impl
+
+
+_FUNCTIONS[np.zeros_like] = _FUNCTIONS[np.empty_like] = _make_like(0.0)
+_FUNCTIONS[np.ones_like] = _make_like(1.0)
+_FUNCTIONS[np.full_like] = _make_like(None)
+
+
+def _make_creation(fill: Any) -> Callable[..., Any]:
+    def impl(like: Dual, shape: Any, *args: Any, dtype: Any = None, **kw: Any) -> Any:
+        fill_value = args[0] if fill is None else fill
+        rest = args[1:] if fill is None else args
+        if rest:
+            dtype = rest[0]
+        if not _float_kind(dtype):
+            return np.full(shape, primal(fill_value), dtype=dtype)
+        out = _zeros_dual(like, shape, dtype)
+        if not (np.ndim(fill_value) == 0 and not isinstance(fill_value, Dual) and fill_value == 0):
+            out[...] = fill_value
+        return out
+
+    return impl
+
+
+_CREATION[np.zeros] = _CREATION[np.empty] = _make_creation(0.0)
+_CREATION[np.ones] = _make_creation(1.0)
+_CREATION[np.full] = _make_creation(None)
+
+
+@_creates(np.array, np.asarray, np.asanyarray)
+def _array(like: Dual, obj: Any, dtype: Any = None, *args: Any, **kw: Any) -> Any:
+    """``np.array([...], like=x)``: nested sequences holding Duals become one stacked Dual."""
+    if isinstance(obj, Dual):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        items = [_array(like, o, dtype) for o in obj]
+        if any(isinstance(i, Dual) for i in items):
+            return np.stack(items)
+    value = np.asarray(obj, dtype=dtype)
+    if value.dtype.kind != "f":
+        return value  # integers, booleans: indices and masks, never differentiated
+    out = _zeros_dual(like, value.shape, np.result_type(value.dtype, like.dtype))
+    out[...] = value
+    return out
