@@ -13,6 +13,7 @@ be Duals of lower tags.  The newest tag is always the outermost layer.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -165,11 +166,13 @@ class Dual:
 
     # --- NumPy protocols -------------------------------------------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        from .structural import LINEAR_UFUNCS, ufunc_method
-
+        if not kwargs and method == "__call__":  # the hot path: np.sin(x), np.add(x, y) ...
+            rule = rules.RULES.get(ufunc)
+            if rule is not None:
+                return apply_rule(rule, inputs)
         out = kwargs.pop("out", None)
-        if method == "__call__" and ufunc in LINEAR_UFUNCS:
-            result = LINEAR_UFUNCS[ufunc](*inputs, **kwargs)  # matmul, vecdot ...: bilinear
+        if method == "__call__" and ufunc in structural.LINEAR_UFUNCS:
+            result = structural.LINEAR_UFUNCS[ufunc](*inputs, **kwargs)  # matmul, vecdot: bilinear
         elif method == "__call__":
             where = kwargs.pop("where", True)
             if where is not True:
@@ -183,15 +186,13 @@ class Dual:
                 )
             result = call_ufunc(ufunc, inputs)
         else:
-            result = ufunc_method(ufunc, method, inputs, kwargs)
+            result = structural.ufunc_method(ufunc, method, inputs, kwargs)
         if out is None:
             return result
         return _write_out(out[0] if isinstance(out, tuple) else out, result)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        from .structural import array_function
-
-        return array_function(func, args, kwargs, self)
+        return structural.array_function(func, args, kwargs, self)
 
     # --- value-returning methods -----------------------------------------------------------------
     def reshape(self, *shape: Any, order: str = "C") -> Dual:
@@ -277,11 +278,16 @@ class Dual:
 
     # --- indexing --------------------------------------------------------------------------------
     def __getitem__(self, index: Any) -> Dual:
-        index = _normalize_index(index, self._value.ndim)
+        if index.__class__ is not int and index.__class__ is not slice:  # those need no rewrite
+            index = _normalize_index(index, self._value.ndim)
         return Dual._make(self._tag, self._value[index], self._partials[index])
 
     def __setitem__(self, index: Any, item: Any) -> None:
         index = _normalize_index(index, self._value.ndim)
+        if not isinstance(self._value, np.ndarray):
+            # A scalar taken out of an array by x[i]: its partials may still view x's partials,
+            # which a write must not change (x[i] is a copy in NumPy).
+            self._partials = np.array(self._partials)
         if isinstance(item, Dual) and item._tag > self._tag:
             # The item carries a newer differentiation: lift self to that tag in place.
             self._value = Dual._make(self._tag, self._value, self._partials)
@@ -354,6 +360,12 @@ class Dual:
         return apply_rule(_R_ABS, (self,))
 
     def _inplace(self, result: Any) -> Dual:
+        if not isinstance(self._value, np.ndarray) and isinstance(result, Dual):
+            # A scalar is never a view of anything: rebinding its parts is the whole update.
+            if result._tag >= self._tag and np.ndim(result._value) == 0:
+                self._value, self._partials = result._value, result._partials
+                self._tag = result._tag
+                return self
         if np.shape(result) != self.shape:
             raise ValueError(
                 f"in-place operation would change the shape {self.shape} to {np.shape(result)}"
@@ -466,53 +478,63 @@ def _check_k(a: Dual, b: Dual) -> None:
 
 
 def _scale(d: Any, p: Any) -> Any:
-    """Partial derivative ``d`` (shape broadcastable to the output) times partials ``p``."""
-    if d.__class__ is float or d.__class__ is int:
+    """Partial derivative ``d`` (shape broadcastable to the output) times partials ``p``.
+
+    Never returns ``p`` itself: outputs own their partials, so writing into one cannot change
+    another (``y = x + 1; y[0] = 0`` leaves x alone, as in NumPy).
+    """
+    cls = d.__class__
+    if cls is float or cls is int:
         if d == 1:
-            return p
+            return p.copy()
         if d == -1:
             return -p
         return d * p
-    if np.ndim(d) == 0 and not isinstance(d, Dual):
+    if d.ndim == 0 and cls is not Dual:
         return d * p
     return d[..., None] * p
 
 
+_SCALAR_RESULT = (np.ndarray, np.generic, Dual)
+
+
 def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
-    """Apply an elementwise rule to arguments of which at least one may be a Dual."""
+    """Apply an elementwise rule to arguments of which at least one may be a Dual.
+
+    The hot path of the engine: written for speed on small (even 0-d) arguments.
+    """
     tag = -1
     for a in args:
-        if isinstance(a, Dual) and a._tag > tag:
+        if a.__class__ is Dual and a._tag > tag:
             tag = a._tag
     if tag < 0:
         return rule.func(*args)
-    vals = tuple(a._value if isinstance(a, Dual) and a._tag == tag else a for a in args)
+    vals = [a._value if a.__class__ is Dual and a._tag == tag else a for a in args]
     y = rule.func(*vals)
-    if not isinstance(y, Dual):
+    if not isinstance(y, _SCALAR_RESULT):
         y = np.asarray(y)
-        if y.dtype.kind == "c":
-            raise DualError(
-                f"{rule.name} produced a complex value; dualad does not support complex numbers yet"
-            )
+    if y.__class__ is not Dual and y.dtype.kind == "c":
+        raise DualError(
+            f"{rule.name} produced a complex value; dualad does not support complex numbers yet"
+        )
     tangent_sum = None
+    k = 0
     for a, partial in zip(args, rule.partials):
-        if not (isinstance(a, Dual) and a._tag == tag) or partial is None:
+        if a.__class__ is not Dual or a._tag != tag or partial is None:
             continue
         if partial is NONDIFF:
             raise DualError(f"{rule.name} is not differentiable in this argument")
-        d = partial(*vals, y) if callable(partial) else partial
-        contribution = _scale(d, a._partials)
-        if tangent_sum is None:
-            tangent_sum = contribution
-        else:
-            tangent_sum = tangent_sum + contribution
-    k = next(a for a in args if isinstance(a, Dual) and a._tag == tag)._partials.shape[-1]
-    target = y.shape + (k,)
-    if tangent_sum is None:
-        tangent_sum = np.zeros(target, dtype=_dtype_of(y))
-    elif tangent_sum.shape != target:
-        tangent_sum = np.broadcast_to(tangent_sum, target)
-        tangent_sum = tangent_sum.copy() if not isinstance(tangent_sum, Dual) else tangent_sum
+        p = a._partials
+        k = p.shape[-1]
+        contribution = _scale(partial(*vals, y) if callable(partial) else partial, p)
+        tangent_sum = contribution if tangent_sum is None else tangent_sum + contribution
+    if tangent_sum is None:  # every Dual argument enters through a zero partial
+        k = next(a._partials.shape[-1] for a in args if a.__class__ is Dual and a._tag == tag)
+        tangent_sum = np.zeros(np.shape(y) + (k,), dtype=_dtype_of(y))
+    elif tangent_sum.shape[:-1] != y.shape:  # a Dual broadcast against a larger constant
+        tangent_sum = np.broadcast_to(tangent_sum, y.shape + (k,))
+        if tangent_sum.__class__ is not Dual:
+            tangent_sum = tangent_sum.copy()
     return Dual._make(tag, y, tangent_sum)
 
 
@@ -526,7 +548,18 @@ def call_ufunc(ufunc: Any, inputs: tuple[Any, ...]) -> Any:
         return apply_rule(rule, inputs)
     if rules.is_zero_derivative(ufunc):
         return _value_only(ufunc, inputs, {})
-    raise _no_rule(f"np.{ufunc.__name__}" if isinstance(ufunc, np.ufunc) else repr(ufunc))
+    raise _no_rule(_ufunc_label(ufunc))
+
+
+def _ufunc_label(ufunc: Any) -> str:
+    """How users spell a ufunc: ``np.spacing``, ``scipy.special.i0e``."""
+    name = getattr(ufunc, "__name__", repr(ufunc))
+    if getattr(np, name, None) is ufunc:
+        return f"np.{name}"
+    special = sys.modules.get("scipy.special")
+    if special is not None and getattr(special, name.lstrip("_"), None) is not None:
+        return f"scipy.special.{name.lstrip('_')}"
+    return name
 
 
 def _write_out(out: Any, result: Any) -> Any:
@@ -596,3 +629,6 @@ def _assign(container: Any, index: Any, item: Any) -> Any:
     )
     lifted[index] = item
     return lifted
+
+
+from . import structural  # noqa: E402  (structural builds on the names above)

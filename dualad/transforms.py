@@ -8,6 +8,7 @@ per chunk; the partials of the outermost layer, read off the output, are the col
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -38,8 +39,24 @@ _tags = itertools.count(1)
 MEMORY_BUDGET_ENTRIES = 4_000_000
 
 
+#: Tags of the differentiations under way, innermost last.  Tag 0 marks Duals users build.
+_live_tags: list[int] = [0]
+
+
 def _new_tag() -> int:
     return next(_tags)
+
+
+def _check_live(a: Any) -> None:
+    """Refuse Duals of a differentiation that has finished: their derivative has no meaning here."""
+    while isinstance(a, Dual):
+        if a.tag not in _live_tags:
+            raise DualError(
+                "the function used a Dual of a differentiation that has already finished (it "
+                "leaked out of an earlier da.* call, e.g. stored in a list or global); use its "
+                "value, da.primal(...), instead"
+            )
+        a = a.value
 
 
 def _as_input(x: Any) -> Any:
@@ -81,15 +98,21 @@ def chunk_width(n: int, chunk_size: int | None, width: int = 1) -> int:
     return math.ceil(n / passes)
 
 
+@functools.lru_cache(maxsize=64)
+def _basis(n: int, start: int, k: int, dtype: np.dtype) -> np.ndarray:
+    """Columns ``start ... start + k - 1`` of the n x n identity, read-only so it can be shared."""
+    dirs = np.zeros((n, k), dtype=dtype)
+    cols = np.arange(min(k, n - start))
+    dirs[start + cols, cols] = 1.0
+    dirs.flags.writeable = False  # a write into x (x[0] = ...) copies the partials first
+    return dirs
+
+
 def _seed(x: Any, tag: int, start: int, k: int) -> Dual:
     """``x`` carrying the basis directions ``start ... start + k - 1`` (of ``x.ravel()``)."""
-    n = np.size(primal(x))
-    dirs = np.zeros((n, k), dtype=primal(x).dtype)
-    cols = np.arange(k)
-    rows = start + cols
-    keep = rows < n
-    dirs[rows[keep], cols[keep]] = 1.0
-    return Dual._make(tag, x, dirs.reshape(np.shape(primal(x)) + (k,)))
+    plain = primal(x)
+    dirs = _basis(plain.size, start, k, plain.dtype)
+    return Dual._make(tag, x, dirs.reshape(plain.shape + (k,)))
 
 
 def _as_output(y: Any) -> Any:
@@ -108,20 +131,17 @@ def _extract(y: Any, tag: int, k: int) -> tuple[Any, Any]:
     An output that does not carry ``tag`` is constant in these directions: its partials are zero.
     """
     y = _as_output(y)
+    _check_live(y)
     if isinstance(y, Dual) and y.tag == tag:
+        _check_live(y.partials)
         return y.value, y.partials
-    if isinstance(y, Dual) and y.tag > tag:
-        raise DualError(
-            "the function returned a Dual of a differentiation that has already finished "
-            "(it leaked out of an inner da.* call); return its value instead"
-        )
     value = y if isinstance(y, Dual) else _as_input(y)
     return value, np.zeros(np.shape(value) + (k,), dtype=primal(value).dtype)
 
 
 def _scalar(a: Any) -> Any:
     """0-d arrays as NumPy scalars, the way NumPy returns reductions."""
-    return a[()] if np.ndim(a) == 0 else a
+    return a[()] if getattr(a, "ndim", None) == 0 else a
 
 
 def _call(f: Callable[..., Any], x: Any, args: tuple[Any, ...]) -> Any:
@@ -169,16 +189,23 @@ def value_and_jacobian(
     f = _python_function(f)
     x = _as_input(x)
     shape = np.shape(primal(x))
-    n = int(np.prod(shape, dtype=int))
+    n = math.prod(shape)
     k = chunk_width(n, chunk_size, _inner_width(x))
     tag = _new_tag()
     value, blocks = None, []
-    for start in range(0, max(n, 1), k):
-        width = min(k, n - start) if n else 0
-        value, partials = _extract(_call(f, _seed(x, tag, start, max(width, 1)), args), tag, k)
-        blocks.append(partials[..., :width])
+    _live_tags.append(tag)
+    try:
+        for start in range(0, max(n, 1), k):
+            width = min(k, n - start) if n else 0
+            seeded = _seed(x, tag, start, max(width, 1))
+            value, partials = _extract(_call(f, seeded, args), tag, max(width, 1))
+            blocks.append(partials[..., :width])
+    finally:
+        _live_tags.remove(tag)
     jac = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
-    return _scalar(value), _scalar(np.reshape(jac, np.shape(value) + shape))
+    if isinstance(jac, np.ndarray) and not jac.flags.writeable:
+        jac = jac.copy()  # f returned its input: do not hand out the shared seed
+    return _scalar(value), _scalar(jac.reshape(np.shape(value) + shape))
 
 
 def jacobian(
@@ -279,7 +306,11 @@ def jvp(f: Callable[..., Any], x: Any, v: Any, *, args: tuple[Any, ...] = ()) ->
     tag = _new_tag()
     k = np.shape(directions)[-1]
     seeded = Dual._make(tag, x, np.asarray(directions, dtype=primal(x).dtype))
-    value, partials = _extract(_call(f, seeded, args), tag, k)
+    _live_tags.append(tag)
+    try:
+        value, partials = _extract(_call(f, seeded, args), tag, k)
+    finally:
+        _live_tags.remove(tag)
     tangent = partials[..., 0] if single else partials
     return _scalar(value), _scalar(tangent)
 
