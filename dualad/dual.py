@@ -284,10 +284,10 @@ class Dual:
 
     def __setitem__(self, index: Any, item: Any) -> None:
         index = _normalize_index(index, self._value.ndim)
-        if not isinstance(self._value, np.ndarray):
+        if isinstance(primal(self._value), np.generic):
             # A scalar taken out of an array by x[i]: its partials may still view x's partials,
             # which a write must not change (x[i] is a copy in NumPy).
-            self._partials = np.array(self._partials)
+            self._partials = self._partials.copy()
         if isinstance(item, Dual) and item._tag > self._tag:
             # The item carries a newer differentiation: lift self to that tag in place.
             self._value = Dual._make(self._tag, self._value, self._partials)
@@ -360,7 +360,7 @@ class Dual:
         return apply_rule(_R_ABS, (self,))
 
     def _inplace(self, result: Any) -> Dual:
-        if not isinstance(self._value, np.ndarray) and isinstance(result, Dual):
+        if isinstance(primal(self._value), np.generic) and isinstance(result, Dual):
             # A scalar is never a view of anything: rebinding its parts is the whole update.
             if result._tag >= self._tag and np.ndim(result._value) == 0:
                 self._value, self._partials = result._value, result._partials

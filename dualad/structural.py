@@ -47,8 +47,21 @@ def _qualname(func: Any) -> str:
     return f"{module}.{getattr(func, '__name__', repr(func))}"
 
 
+def _holds_dual(obj: Any) -> bool:
+    if isinstance(obj, Dual):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return any(_holds_dual(o) for o in obj)
+    return False
+
+
 def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], like: Any) -> Any:
     """Entry point of ``Dual.__array_function__`` (NEP 18, and NEP 35 for ``like=``)."""
+    out = kwargs.get("out")
+    if isinstance(out, Dual) and not _holds_dual(args):
+        rest = {k: v for k, v in kwargs.items() if k != "out"}
+        if not _holds_dual(tuple(rest.values())):  # only out= is a Dual: plain result, written in
+            return _write_out(out, func(*args, **rest))
     impl = _FUNCTIONS.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
@@ -146,7 +159,9 @@ def _reshape(a: Dual, shape: Any = None, order: str = "C", *, newshape: Any = No
     shape = newshape if shape is None else shape
     if order != "C":
         raise DualError("np.reshape on Duals supports order='C' only")
-    return _unary(a, lambda v: np.reshape(v, shape), lambda p, v: np.reshape(p, v.shape + (-1,)))
+    return _unary(
+        a, lambda v: np.reshape(v, shape), lambda p, v: np.reshape(p, np.shape(v) + p.shape[-1:])
+    )
 
 
 @_implements(np.ravel)
@@ -255,22 +270,28 @@ def _vstack(tup: Any, **kw: Any) -> Any:
     return np.concatenate([np.atleast_2d(a) for a in tup], axis=0)
 
 
-@_implements(np.split, np.array_split)
-def _split(ary: Dual, indices_or_sections: Any, axis: int = 0) -> list[Dual]:
-    ax = _axis(axis, ary.ndim)
-    splitter = np.array_split  # equal to np.split when the sections divide evenly
-    if isinstance(indices_or_sections, int) and ary.shape[ax] % indices_or_sections:
-        # np.split refuses uneven sections; keep that behaviour for np.split callers
-        np.split(np.empty(ary.shape[ax]), indices_or_sections)
-    values = splitter(ary.value, indices_or_sections, axis=ax)
-    partials = splitter(ary.partials, indices_or_sections, axis=ax)
-    return [Dual._make(ary.tag, v, p) for v, p in zip(values, partials)]
+def _splitter(func: Any) -> Callable[..., list[Dual]]:
+    def impl(ary: Dual, indices_or_sections: Any, axis: int = 0) -> list[Dual]:
+        ax = _axis(axis, ary.ndim)
+        # the same call on the value and on the partials: the direction axis is never split
+        values = func(ary.value, indices_or_sections, axis=ax)
+        partials = func(ary.partials, indices_or_sections, axis=ax)
+        return [Dual._make(ary.tag, v, p) for v, p in zip(values, partials)]
+
+    return impl
+
+
+# np.split refuses sections that do not divide the axis; np.array_split accepts them
+_FUNCTIONS[np.split] = _splitter(np.split)
+_FUNCTIONS[np.array_split] = _splitter(np.array_split)
 
 
 @_implements(np.where)
 def _where(condition: Any, x: Any = None, y: Any = None) -> Any:
     if x is None and y is None:
         return np.where(primal(condition))
+    if x is None or y is None:
+        raise ValueError("np.where: either both or neither of x and y should be given")
     cond = np.asarray(primal(condition), dtype=bool)
     tag = top_tag((x, y))
     if tag < 0:
@@ -312,9 +333,10 @@ def _take(a: Dual, indices: Any, axis: Any = None, out: Any = None, mode: str = 
         a, axis = np.ravel(a), 0
     ax = _axis(axis, a.ndim)
     idx = primal(indices)
-    return _unary(
+    result = _unary(
         a, lambda v: np.take(v, idx, ax, mode=mode), lambda p, v: np.take(p, idx, ax, mode=mode)
     )
+    return result if out is None else _write_out(out, result)
 
 
 @_implements(np.take_along_axis)
@@ -373,7 +395,7 @@ def _diag(v: Dual, k: int = 0) -> Dual:
 def _trace(
     a: Dual, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None, out: Any = None
 ):
-    return np.sum(np.diagonal(a, offset, axis1, axis2), axis=-1)
+    return np.sum(np.diagonal(a, offset, axis1, axis2), axis=-1, out=out)
 
 
 # --- reductions ----------------------------------------------------------------------------------
@@ -451,7 +473,8 @@ def _reduce_axes_last(a: Any, axis: Any) -> tuple[Any, tuple[int, ...]]:
     axes = _axes(axis, np.ndim(a))
     moved = np.moveaxis(a, axes, tuple(range(np.ndim(a) - len(axes), np.ndim(a))))
     rest = np.shape(moved)[: np.ndim(a) - len(axes)]
-    return np.reshape(moved, rest + (-1,)), axes
+    n = int(np.prod([np.shape(a)[i] for i in axes], dtype=int))  # not -1: ambiguous at size 0
+    return np.reshape(moved, rest + (n,)), axes
 
 
 def _keep(result: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
@@ -464,6 +487,8 @@ def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
     def impl(a: Dual, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
         _reject("np.max/np.min", **kw)
         flat, axes = _reduce_axes_last(a, axis)
+        if np.shape(flat)[-1] == 0:
+            raise ValueError("zero-size array to reduction operation which has no identity")
         index = pick(primal(flat), axis=-1)[..., None]
         result = _keep(np.take_along_axis(flat, index, axis=-1)[..., 0], axes, keepdims)
         return result if out is None else _write_out(out, result)
@@ -482,8 +507,8 @@ def _prod(
     """Product by pairwise multiplication: exact derivatives even where some factors are zero."""
     _reject("np.prod", **kw)
     x, axes = _reduce_axes_last(a, axis)
-    if np.shape(x)[-1] == 0:
-        return np.ones(np.shape(x)[:-1])
+    if np.shape(x)[-1] == 0:  # the empty product: 1, constant
+        x = np.ones(np.shape(x)[:-1] + (1,), like=x)
     while np.shape(x)[-1] > 1:
         n = np.shape(x)[-1]
         paired = x[..., 0 : n - 1 : 2] * x[..., 1:n:2]
@@ -594,6 +619,10 @@ def _letters(n: int, start: int = 0) -> str:
 
 @_implements(np.matmul)
 def _matmul(a: Any, b: Any, out: Any = None, **kw: Any) -> Any:
+    for key in ("dtype", "casting", "order", "subok"):
+        kw.pop(key, None)
+    if kw:
+        raise DualError(f"np.matmul keyword(s) {sorted(kw)} are not supported on Duals")
     na, nb = np.ndim(a), np.ndim(b)
     if na == 0 or nb == 0:
         raise ValueError("matmul: an input is a scalar (0-d); use * for scalars")
@@ -692,6 +721,8 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
         return np.min(np.abs(x), axis=axis, keepdims=keepdims)
     if ord == 1:
         return np.sum(np.abs(x), axis=axis, keepdims=keepdims)
+    if ord == 0:  # the number of non-zero entries: piecewise constant
+        return np.sum(primal(x) != 0, axis=axis, keepdims=keepdims).astype(float)
     return np.sum(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
 
 
@@ -731,28 +762,58 @@ def _dlogdet(a: Dual) -> Any:
     return np.einsum("...ji,...ijK->...K", np.linalg.inv(a.value), a.partials)
 
 
+def _adjugate(A: np.ndarray) -> np.ndarray:
+    """adj(A) = det(A) A^-1, from the SVD so that it stays exact where A is singular."""
+    U, s, Vt = np.linalg.svd(A)
+    n = s.shape[-1]
+    others = np.prod(np.where(np.eye(n, dtype=bool), 1.0, s[..., None, :]), axis=-1)
+    sign = np.linalg.det(U) * np.linalg.det(Vt)
+    return sign[..., None, None] * np.einsum("...ji,...j,...kj->...ik", Vt, others, U)
+
+
 @_implements(np.linalg.det)
 def _det(a: Dual) -> Dual:
+    """d det A = trace(adj(A) dA): defined at singular matrices too, unlike det(A) A^-1."""
     d = np.linalg.det(a.value)
-    return Dual._make(a.tag, d, d[..., None] * _dlogdet(a))
+    if isinstance(a.value, np.ndarray) and np.isfinite(a.value).all():
+        adj = _adjugate(a.value)
+        return Dual._make(a.tag, d, np.einsum("...ji,...ijK->...K", adj, a.partials))
+    return Dual._make(a.tag, d, d[..., None] * _dlogdet(a))  # nested, or NaN/inf entries
+
+
+try:  # NumPy >= 2.0 returns a named tuple (sign, logabsdet)
+    from numpy.linalg._linalg import SlogdetResult as _SlogdetResult
+except ImportError:  # pragma: no cover - older NumPy
+    from collections import namedtuple
+
+    _SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
 
 
 @_implements(np.linalg.slogdet)
-def _slogdet(a: Dual) -> tuple[Any, Dual]:
+def _slogdet(a: Dual) -> Any:
     sign, logabs = np.linalg.slogdet(a.value)
-    return primal(sign), Dual._make(a.tag, logabs, _dlogdet(a))
+    return _SlogdetResult(primal(sign), Dual._make(a.tag, logabs, _dlogdet(a)))
 
 
 @_implements(np.linalg.cholesky)
 def _cholesky(a: Dual, /, *, upper: bool = False) -> Dual:
+    """L L^T = A from the lower triangle of A (the upper one when ``upper``), as NumPy reads it.
+
+    The other triangle is ignored by NumPy, so the tangent is the symmetric matrix built from the
+    triangle that is read: the derivative in the ignored entries is zero, as NumPy's is.
+    """
+    if upper:  # U = L^T where L L^T is the matrix whose lower triangle is A's upper one
+        return np.swapaxes(_cholesky(np.swapaxes(a, -1, -2)), -1, -2)
     L = np.linalg.cholesky(a.value)
     Linv = np.linalg.inv(L)
     n = np.shape(L)[-1]
-    half_lower = np.tril(np.ones((n, n)), -1) + 0.5 * np.eye(n)
-    X = np.einsum("...ij,...jlK,...ml->...imK", Linv, a.partials, Linv)
-    dL = np.einsum("...ij,...jmK->...imK", L, X * half_lower[..., None])
-    result = Dual._make(a.tag, L, dL)
-    return np.swapaxes(result, -1, -2) if upper else result
+    strict_lower = np.tril(np.ones((n, n)), -1)[..., None]
+    dA = a.partials * (strict_lower + np.eye(n)[..., None])
+    dA = dA + np.swapaxes(a.partials * strict_lower, -2, -3)
+    half_lower = strict_lower + 0.5 * np.eye(n)[..., None]
+    X = np.einsum("...ij,...jlK,...ml->...imK", Linv, dA, Linv)
+    dL = np.einsum("...ij,...jmK->...imK", L, X * half_lower)
+    return Dual._make(a.tag, L, dL)
 
 
 # --- creation: *_like and NEP 35 like= -----------------------------------------------------------
@@ -768,6 +829,22 @@ def _zeros_dual(like: Dual, shape: Any, dtype: Any) -> Dual:
     return Dual._make(like.tag, np.zeros(shape, dtype), np.zeros(shape + (like.nderiv,), dtype))
 
 
+def _fill_value(args: tuple[Any, ...], kw: dict[str, Any], name: str) -> tuple[Any, tuple]:
+    """The fill value of np.full / np.full_like, given by position or keyword, and the rest."""
+    if "fill_value" in kw:
+        return kw.pop("fill_value"), args
+    if not args:
+        raise TypeError(f"{name}() missing required argument 'fill_value'")
+    return args[0], args[1:]
+
+
+def _reject_creation_kw(name: str, kw: dict[str, Any]) -> None:
+    kw.pop("order", None)  # memory layout: invisible to a Dual
+    kw.pop("device", None)
+    if kw:
+        raise DualError(f"{name} keyword(s) {sorted(kw)} are not supported on Duals")
+
+
 def _make_like(fill: Any) -> Callable[..., Any]:
     def impl(
         a: Any,
@@ -778,11 +855,13 @@ def _make_like(fill: Any) -> Callable[..., Any]:
         shape: Any = None,
         **kw: Any,
     ):
-        fill_value = args[0] if fill is None else fill
-        if fill is None and args[1:]:
-            dtype = args[1]
-        elif fill is not None and args:
+        if fill is None:
+            fill_value, args = _fill_value(args, kw, "np.full_like")
+        else:
+            fill_value = fill
+        if args:
             dtype = args[0]
+        _reject_creation_kw("np.*_like", kw)
         shape = np.shape(a) if shape is None else shape
         if not _float_kind(dtype):
             return np.full(shape, primal(fill_value), dtype=dtype)
@@ -801,10 +880,13 @@ _FUNCTIONS[np.full_like] = _make_like(None)
 
 def _make_creation(fill: Any) -> Callable[..., Any]:
     def impl(like: Dual, shape: Any, *args: Any, dtype: Any = None, **kw: Any) -> Any:
-        fill_value = args[0] if fill is None else fill
-        rest = args[1:] if fill is None else args
-        if rest:
-            dtype = rest[0]
+        if fill is None:
+            fill_value, args = _fill_value(args, kw, "np.full")
+        else:
+            fill_value = fill
+        if args:
+            dtype = args[0]
+        _reject_creation_kw("np.zeros/np.ones/np.full/np.empty", kw)
         if not _float_kind(dtype):
             return np.full(shape, primal(fill_value), dtype=dtype)
         out = _zeros_dual(like, shape, dtype)

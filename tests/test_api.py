@@ -245,3 +245,37 @@ def test_scipy_minimize_with_exact_gradient_and_hessian():
     )  # fmt: skip
     assert res.success
     np.testing.assert_allclose(res.x, np.ones(2), atol=1e-6)
+
+
+# --- NumPy's copy and view semantics carry over to the partials ----------------------------------
+
+
+def test_results_never_share_partials_with_their_inputs():
+    def f(x):
+        y = x + 0.0  # a new array in NumPy: writing into y must leave x alone
+        y[0] = 7.0
+        z = x[1]  # a scalar copy
+        z += x[2]
+        return np.stack([x[0], y[0], z])
+
+    np.testing.assert_array_equal(da.jacobian(f, np.ones(3)), [[1, 0, 0], [0, 0, 0], [0, 1, 1]])
+
+
+def test_writes_through_views_reach_the_base_as_in_numpy():
+    def f(x):
+        y = np.zeros_like(x)
+        row = y[1:]  # a view
+        row += x[:-1]
+        return y
+
+    np.testing.assert_array_equal(da.jacobian(f, np.ones(3)), [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+
+
+def test_function_writing_into_its_input_does_not_corrupt_later_calls():
+    def f(x):
+        x[0] = 2 * x[1]
+        return x
+
+    first = da.jacobian(f, np.ones(3))
+    np.testing.assert_array_equal(first, [[0, 2, 0], [0, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(da.jacobian(lambda x: x, np.ones(3)), np.eye(3))
