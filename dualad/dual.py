@@ -13,6 +13,7 @@ be Duals of lower tags.  The newest tag is always the outermost layer.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -490,9 +491,24 @@ def _scale(d: Any, p: Any) -> Any:
         if d == -1:
             return -p
         return d * p
-    if d.ndim == 0 and cls is not Dual:
-        return d * p
-    return d[..., None] * p
+    if cls is Dual:
+        return d[..., None] * p
+    if d.ndim == 0:
+        return d * p if math.isfinite(d) else _zero_tangent_stays_zero(d, p)
+    if math.isfinite(np.add.reduce(d, axis=None)):  # one cheap pass over d, not over d * p
+        return d[..., None] * p
+    return _zero_tangent_stays_zero(d[..., None], p)
+
+
+def _zero_tangent_stays_zero(d: Any, p: Any) -> Any:
+    """``d * p``, but 0 where ``p == 0`` even if ``d`` is infinite or NaN.
+
+    A zero tangent means the input does not move along that direction, so it contributes nothing
+    there, whatever its local derivative: the gradient of sum(sqrt(x)) at (0, 1) is (inf, 0.5),
+    not (inf, nan).
+    """
+    with np.errstate(invalid="ignore"):
+        return np.where(p == 0, 0.0, d * p)
 
 
 _SCALAR_RESULT = (np.ndarray, np.generic, Dual)

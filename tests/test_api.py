@@ -279,3 +279,10 @@ def test_function_writing_into_its_input_does_not_corrupt_later_calls():
     first = da.jacobian(f, np.ones(3))
     np.testing.assert_array_equal(first, [[0, 2, 0], [0, 1, 0], [0, 0, 1]])
     np.testing.assert_array_equal(da.jacobian(lambda x: x, np.ones(3)), np.eye(3))
+
+
+def test_infinite_local_derivative_does_not_spill_into_other_directions():
+    # sqrt'(0) is infinite, but x[0] does not move along the second direction: 0, not NaN
+    g = da.gradient(lambda x: np.sum(np.sqrt(x)), [0.0, 1.0])
+    assert g[0] == np.inf and g[1] == 0.5
+    assert da.jacobian(lambda x: np.sqrt(x[0]) + x[1], [0.0, 4.0])[1] == 1.0  # 0-d path
