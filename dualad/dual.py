@@ -457,8 +457,10 @@ def _as_float_array(value: Any) -> Any:
             "dualad does not support complex numbers yet; split the real and imaginary parts "
             "into separate real inputs"
         )
+    if arr.dtype.kind in "biu":
+        return arr.astype(np.float64)
     if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)
+        raise TypeError(f"dualad differentiates real floating-point numbers, not dtype {arr.dtype}")
     return arr
 
 

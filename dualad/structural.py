@@ -862,15 +862,19 @@ def _make_like(fill: Any) -> Callable[..., Any]:
         if args:
             dtype = args[0]
         _reject_creation_kw("np.*_like", kw)
-        shape = np.shape(a) if shape is None else shape
-        if not _float_kind(dtype):
-            return np.full(shape, primal(fill_value), dtype=dtype)
-        out = _zeros_dual(a, shape, dtype)
-        if not (np.ndim(fill_value) == 0 and not isinstance(fill_value, Dual) and fill_value == 0):
-            out[...] = fill_value
-        return out
+        return _filled(a, np.shape(a) if shape is None else shape, fill_value, dtype)
 
     return impl
+
+
+def _filled(like: Dual, shape: Any, fill_value: Any, dtype: Any) -> Any:
+    """A Dual of ``like``'s differentiation filled with ``fill_value``; plain for non-floats."""
+    if not _float_kind(dtype):
+        return np.full(shape, primal(fill_value), dtype=dtype)
+    out = _zeros_dual(like, shape, dtype)
+    if not (np.ndim(fill_value) == 0 and not isinstance(fill_value, Dual) and fill_value == 0):
+        out[...] = fill_value
+    return out
 
 
 _FUNCTIONS[np.zeros_like] = _FUNCTIONS[np.empty_like] = _make_like(0.0)
@@ -887,12 +891,7 @@ def _make_creation(fill: Any) -> Callable[..., Any]:
         if args:
             dtype = args[0]
         _reject_creation_kw("np.zeros/np.ones/np.full/np.empty", kw)
-        if not _float_kind(dtype):
-            return np.full(shape, primal(fill_value), dtype=dtype)
-        out = _zeros_dual(like, shape, dtype)
-        if not (np.ndim(fill_value) == 0 and not isinstance(fill_value, Dual) and fill_value == 0):
-            out[...] = fill_value
-        return out
+        return _filled(like, shape, fill_value, dtype)
 
     return impl
 

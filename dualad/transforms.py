@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .dual import Dual, DualError, primal
+from .dual import Dual, DualError, _as_float_array, primal
 
 __all__ = [
     "derivative",
@@ -60,20 +60,11 @@ def _check_live(a: Any) -> None:
 
 
 def _as_input(x: Any) -> Any:
-    """The point of differentiation as a float array (or a Dual of an enclosing differentiation)."""
-    if isinstance(x, Dual):
-        return x
-    arr = np.asarray(x)
-    if arr.dtype.kind == "c":
-        raise DualError(
-            "dualad does not support complex inputs yet; pass the real and imaginary parts as "
-            "separate real inputs"
-        )
-    if arr.dtype.kind in "biu":
-        return arr.astype(np.float64)
-    if arr.dtype.kind != "f":
-        raise TypeError(f"cannot differentiate with respect to an input of dtype {arr.dtype}")
-    return arr
+    """The point of differentiation as a float array (or a Dual of an enclosing differentiation).
+
+    Integers and booleans become float64; float32 stays float32; complex input is refused.
+    """
+    return _as_float_array(x)
 
 
 def _inner_width(x: Any) -> int:
