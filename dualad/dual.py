@@ -162,6 +162,9 @@ class Dual:
             _ARRAY_HINT,
         )
 
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(primal(self).item(), ndigits)  # a value-only operation, like floor
+
     def __bool__(self) -> bool:
         return bool(primal(self))
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import rules
-from .dual import Dual, DualError, _no_rule, _value_only, _write_out, apply_rule, primal, top_tag
+from .dual import Dual, DualError, _value_only, _write_out, apply_rule, primal, top_tag
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 _CREATION: dict[Any, Callable[..., Any]] = {}
@@ -75,7 +75,12 @@ def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], lik
         return apply_rule(rule, args)
     if rules.is_zero_derivative(func):
         return _value_only(func, args, kwargs)
-    raise _no_rule(_qualname(func))
+    raise DualError(
+        f"dualad has no derivative for {_qualname(func)}. Write it with supported NumPy "
+        "operations, apply it to da.primal(x) if its derivative is not needed, or, if it acts "
+        f"elementwise, register a rule with da.register_rule({_qualname(func)}, "
+        "<partial for each input>)."
+    )
 
 
 _UFUNC_REDUCTIONS = {
@@ -405,7 +410,10 @@ def _trace(
 def _sum(
     a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw
 ):
+    where = kw.pop("where", True)
     _reject("np.sum", **kw)
+    if where is not True:  # the masked-out entries count as zeros
+        a = np.where(primal(where), a, 0.0)
     axes = _axes(axis, a.ndim)
     result = _unary(
         a,
@@ -413,6 +421,51 @@ def _sum(
         lambda p, v: np.sum(p, axis=axes, keepdims=keepdims),
     )
     return result if out is None else _write_out(out, result)
+
+
+@_implements(np.nansum)
+def _nansum(a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False):
+    result = np.sum(np.where(np.isnan(primal(a)), 0.0, a), axis=axis, keepdims=keepdims)
+    return result if out is None else _write_out(out, result)
+
+
+@_implements(np.polyval)
+def _polyval(p: Any, x: Any) -> Any:
+    """Horner's rule: differentiable in the coefficients and in x."""
+    y = np.zeros_like(x) if np.ndim(p) else x * 0.0
+    for c in p:
+        y = y * x + c
+    return y
+
+
+@_implements(np.cross)
+def _cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: Any = None):
+    """Cross product of 3-vectors along the last axis, as products of components."""
+    if (
+        axis is not None
+        or (axisa, axisb, axisc) != (-1, -1, -1)
+        or np.shape(a)[-1:] != (3,)
+        or (np.shape(b)[-1:] != (3,))
+    ):
+        raise DualError("np.cross on Duals supports 3-vectors along the last axis only")
+    a, b = (v if isinstance(v, Dual) else np.asarray(v) for v in (a, b))
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+
+
+@_implements(np.interp)
+def _interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, period: Any = None):
+    """Piecewise-linear interpolation in x (the table xp, fp is constant): the segment's slope."""
+    if isinstance(xp, Dual) or isinstance(fp, Dual) or period is not None:
+        raise DualError("np.interp on Duals differentiates in x only (constant xp, fp, no period)")
+    xp, fp = np.asarray(xp, dtype=float), np.asarray(fp, dtype=float)
+    value = np.interp(primal(x), xp, fp, left, right)
+    i = np.clip(np.searchsorted(xp, primal(x), side="right") - 1, 0, len(xp) - 2)
+    slope = (fp[i + 1] - fp[i]) / (xp[i + 1] - xp[i])
+    outside = (primal(x) < xp[0]) | (primal(x) > xp[-1])
+    slope = np.where(outside, 0.0, slope)  # constant beyond the table, as np.interp extends it
+    return value + slope * (x - primal(x))
 
 
 def _count(a: Any, axis: Any) -> int:

@@ -969,7 +969,6 @@ def test_unsupported_function_names_itself(func, name):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda x: np.sum(x, where=x > 0),
         lambda x: np.sum(x, initial=1.0),
         lambda x: np.mean(x, where=x > 0),
         lambda x: np.max(x, initial=0.0),
@@ -1097,3 +1096,36 @@ def test_hessian_of_prod_with_zero():
     x = np.array([0.0, 2.0, 3.0])
     expected = np.array([[0.0, 3.0, 2.0], [3.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
     np.testing.assert_array_equal(da.hessian(np.prod, x), expected)
+
+
+# --- compositions added after the first pass: interp, polyval, cross, nansum, sum(where=) -------
+
+_XP, _FP = np.array([0.0, 1.0, 2.0, 4.0]), np.array([0.0, 1.0, 4.0, 5.0])
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda x: np.interp(x, _XP, _FP),
+        lambda x: np.polyval([1.5, -2.0, 3.0, 0.5], x),
+        lambda x: np.polyval(x, 1.7),  # in the coefficients
+        lambda x: np.cross(x, [1.0, -2.0, 0.5]),
+        lambda x: np.cross([0.3, 2.0, -1.0], x * x),
+        lambda x: np.nansum(x * np.array([1.0, np.nan, 2.0])),
+        lambda x: np.sum(x * x, where=np.array([True, False, True])),
+    ],
+    ids=["interp", "polyval-x", "polyval-coeffs", "cross", "cross-right", "nansum", "sum-where"],
+)
+def test_compositions_against_differences(f):
+    check_fd(f, np.array([0.4, 1.3, 3.1]))
+
+
+def test_interp_slope_is_the_segment_and_flat_outside():
+    x = np.array([-1.0, 0.5, 1.5, 3.0, 9.0])
+    np.testing.assert_array_equal(
+        np.diag(da.jacobian(lambda x: np.interp(x, _XP, _FP), x)), [0.0, 1.0, 3.0, 0.5, 0.0]
+    )
+
+
+def test_round_is_value_only():
+    assert da.derivative(lambda t: round(t) * t, 2.4) == 2.0
