@@ -354,11 +354,11 @@ class Dual:
     def __rmatmul__(self, other: Any) -> Any:
         return np.matmul(other, self)
 
-    def __neg__(self) -> Dual:
-        return Dual._make(self._tag, -self._value, -self._partials)
+    def __neg__(self) -> Any:
+        return apply_rule(_R_NEG, (self,))
 
-    def __pos__(self) -> Dual:
-        return self
+    def __pos__(self) -> Any:
+        return apply_rule(_R_POS, (self,))  # a new Dual, as +a is a new array in NumPy
 
     def __abs__(self) -> Any:
         return apply_rule(_R_ABS, (self,))
@@ -422,6 +422,8 @@ _R_DIV = rules.RULES[np.true_divide]
 _R_POW = rules.RULES[np.power]
 _R_MOD = rules.RULES[np.remainder]
 _R_ABS = rules.RULES[np.absolute]
+_R_NEG = rules.RULES[np.negative]
+_R_POS = rules.RULES[np.positive]
 
 
 # --- reading the parts ---------------------------------------------------------------------------
@@ -569,18 +571,23 @@ def call_ufunc(ufunc: Any, inputs: tuple[Any, ...]) -> Any:
         return apply_rule(rule, inputs)
     if rules.is_zero_derivative(ufunc):
         return _value_only(ufunc, inputs, {})
-    raise _no_rule(_ufunc_label(ufunc))
+    raise _no_rule(label(ufunc))
 
 
-def _ufunc_label(ufunc: Any) -> str:
-    """How users spell a ufunc: ``np.spacing``, ``scipy.special.i0e``."""
-    name = getattr(ufunc, "__name__", repr(ufunc))
-    if getattr(np, name, None) is ufunc:
+def label(func: Any) -> str:
+    """How users spell a NumPy or SciPy function: ``np.spacing``, ``np.linalg.lstsq``,
+    ``scipy.special.i0e`` (ufuncs carry no module, so they are looked up)."""
+    name = getattr(func, "__name__", repr(func))
+    if getattr(np, name, None) is func:
         return f"np.{name}"
-    special = sys.modules.get("scipy.special")
-    if special is not None and getattr(special, name.lstrip("_"), None) is not None:
-        return f"scipy.special.{name.lstrip('_')}"
-    return name
+    if isinstance(func, np.ufunc):
+        special = sys.modules.get("scipy.special")
+        if special is not None and getattr(special, name.lstrip("_"), None) is not None:
+            return f"scipy.special.{name.lstrip('_')}"
+        return name
+    module = getattr(func, "__module__", None) or "numpy"
+    module = "np" if module == "numpy" else module.replace("numpy.", "np.")
+    return f"{module}.{name}"
 
 
 def _write_out(out: Any, result: Any) -> Any:

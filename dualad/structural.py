@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 
 from . import rules
-from .dual import Dual, DualError, _value_only, _write_out, apply_rule, primal, top_tag
+from .dual import (
+    Dual,
+    DualError,
+    _value_only,
+    _write_out,
+    apply_rule,
+    label,
+    primal,
+    top_tag,
+)
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 _CREATION: dict[Any, Callable[..., Any]] = {}
@@ -39,12 +48,6 @@ def _creates(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return impl
 
     return register
-
-
-def _qualname(func: Any) -> str:
-    module = getattr(func, "__module__", None) or "numpy"
-    module = "np" if module == "numpy" else module.replace("numpy.", "np.")
-    return f"{module}.{getattr(func, '__name__', repr(func))}"
 
 
 def _holds_dual(obj: Any) -> bool:
@@ -76,9 +79,9 @@ def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], lik
     if rules.is_zero_derivative(func):
         return _value_only(func, args, kwargs)
     raise DualError(
-        f"dualad has no derivative for {_qualname(func)}. Write it with supported NumPy "
+        f"dualad has no derivative for {label(func)}. Write it with supported NumPy "
         "operations, apply it to da.primal(x) if its derivative is not needed, or, if it acts "
-        f"elementwise, register a rule with da.register_rule({_qualname(func)}, "
+        f"elementwise, register a rule with da.register_rule({label(func)}, "
         "<partial for each input>)."
     )
 
@@ -526,8 +529,8 @@ def _reduce_axes_last(a: Any, axis: Any) -> tuple[Any, tuple[int, ...]]:
     axes = _axes(axis, np.ndim(a))
     moved = np.moveaxis(a, axes, tuple(range(np.ndim(a) - len(axes), np.ndim(a))))
     rest = np.shape(moved)[: np.ndim(a) - len(axes)]
-    n = int(np.prod([np.shape(a)[i] for i in axes], dtype=int))  # not -1: ambiguous at size 0
-    return np.reshape(moved, rest + (n,)), axes
+    # the merged length spelled out, not -1, which is ambiguous at size 0
+    return np.reshape(moved, rest + (_count(a, axes),)), axes
 
 
 def _keep(result: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
@@ -882,20 +885,28 @@ def _zeros_dual(like: Dual, shape: Any, dtype: Any) -> Dual:
     return Dual._make(like.tag, np.zeros(shape, dtype), np.zeros(shape + (like.nderiv,), dtype))
 
 
-def _fill_value(args: tuple[Any, ...], kw: dict[str, Any], name: str) -> tuple[Any, tuple]:
-    """The fill value of np.full / np.full_like, given by position or keyword, and the rest."""
-    if "fill_value" in kw:
-        return kw.pop("fill_value"), args
-    if not args:
-        raise TypeError(f"{name}() missing required argument 'fill_value'")
-    return args[0], args[1:]
+def _creation_args(
+    fill: Any, args: tuple[Any, ...], kw: dict[str, Any], dtype: Any, name: str
+) -> tuple[Any, Any]:
+    """(fill value, dtype) of np.zeros/ones/full/empty and their *_like forms.
 
-
-def _reject_creation_kw(name: str, kw: dict[str, Any]) -> None:
+    ``fill`` is the fixed fill of zeros/ones/empty, or None for full, whose fill value comes by
+    position or keyword; a positional argument after it is the dtype.
+    """
+    if fill is None:
+        if "fill_value" in kw:
+            fill = kw.pop("fill_value")
+        elif not args:
+            raise TypeError(f"{name}() missing required argument 'fill_value'")
+        else:
+            fill, args = args[0], args[1:]
+    if args:
+        dtype = args[0]
     kw.pop("order", None)  # memory layout: invisible to a Dual
     kw.pop("device", None)
     if kw:
         raise DualError(f"{name} keyword(s) {sorted(kw)} are not supported on Duals")
+    return fill, dtype
 
 
 def _make_like(fill: Any) -> Callable[..., Any]:
@@ -908,13 +919,7 @@ def _make_like(fill: Any) -> Callable[..., Any]:
         shape: Any = None,
         **kw: Any,
     ):
-        if fill is None:
-            fill_value, args = _fill_value(args, kw, "np.full_like")
-        else:
-            fill_value = fill
-        if args:
-            dtype = args[0]
-        _reject_creation_kw("np.*_like", kw)
+        fill_value, dtype = _creation_args(fill, args, kw, dtype, "np.*_like")
         return _filled(a, np.shape(a) if shape is None else shape, fill_value, dtype)
 
     return impl
@@ -937,13 +942,7 @@ _FUNCTIONS[np.full_like] = _make_like(None)
 
 def _make_creation(fill: Any) -> Callable[..., Any]:
     def impl(like: Dual, shape: Any, *args: Any, dtype: Any = None, **kw: Any) -> Any:
-        if fill is None:
-            fill_value, args = _fill_value(args, kw, "np.full")
-        else:
-            fill_value = fill
-        if args:
-            dtype = args[0]
-        _reject_creation_kw("np.zeros/np.ones/np.full/np.empty", kw)
+        fill_value, dtype = _creation_args(fill, args, kw, dtype, "np.zeros/ones/full/empty")
         return _filled(like, shape, fill_value, dtype)
 
     return impl

@@ -8,10 +8,11 @@ per chunk; the partials of the outermost layer, read off the output, are the col
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,15 @@ MEMORY_BUDGET_ENTRIES = 4_000_000
 _live_tags: list[int] = [0]
 
 
-def _new_tag() -> int:
-    return next(_tags)
+@contextlib.contextmanager
+def _differentiation() -> Iterator[int]:
+    """A fresh tag, live while the function runs, so that its Duals are told from leaked ones."""
+    tag = next(_tags)
+    _live_tags.append(tag)
+    try:
+        yield tag
+    finally:
+        _live_tags.remove(tag)
 
 
 def _check_live(a: Any) -> None:
@@ -182,17 +190,13 @@ def value_and_jacobian(
     shape = np.shape(primal(x))
     n = math.prod(shape)
     k = chunk_width(n, chunk_size, _inner_width(x))
-    tag = _new_tag()
     value, blocks = None, []
-    _live_tags.append(tag)
-    try:
+    with _differentiation() as tag:
         for start in range(0, max(n, 1), k):
             width = min(k, n - start) if n else 0
             seeded = _seed(x, tag, start, max(width, 1))
             value, partials = _extract(_call(f, seeded, args), tag, max(width, 1))
             blocks.append(partials[..., :width])
-    finally:
-        _live_tags.remove(tag)
     jac = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
     if isinstance(jac, np.ndarray) and not jac.flags.writeable:
         jac = jac.copy()  # f returned its input: do not hand out the shared seed
@@ -294,14 +298,10 @@ def jvp(f: Callable[..., Any], x: Any, v: Any, *, args: tuple[Any, ...] = ()) ->
         )
     if isinstance(directions, Dual):
         raise DualError("jvp: the direction v must be a plain array, not a Dual")
-    tag = _new_tag()
     k = np.shape(directions)[-1]
-    seeded = Dual._make(tag, x, np.asarray(directions, dtype=primal(x).dtype))
-    _live_tags.append(tag)
-    try:
+    with _differentiation() as tag:
+        seeded = Dual._make(tag, x, np.asarray(directions, dtype=primal(x).dtype))
         value, partials = _extract(_call(f, seeded, args), tag, k)
-    finally:
-        _live_tags.remove(tag)
     tangent = partials[..., 0] if single else partials
     return _scalar(value), _scalar(tangent)
 
