@@ -9,6 +9,8 @@ from . import rules
 from .dual import Dual, DualError, apply_rule, primal, tangent
 from .rules import NONDIFF, register_rule
 from .transforms import (
+    batch_jacobian,
+    batch_jvp,
     derivative,
     grad,
     gradient,
@@ -28,6 +30,8 @@ rules._carries_derivative = lambda a: isinstance(a, Dual)
 __version__ = "0.1.0"
 
 __all__ = [
+    "batch_jacobian",
+    "batch_jvp",
     "Dual",
     "DualError",
     "NONDIFF",

@@ -86,6 +86,11 @@ def _pick_second(x1: Any, x2: Any, y: Any) -> Any:
     return np.where(x2 == y, np.where(x1 == y, 0.5, 1.0), 0.0)
 
 
+def _is_plain_number(p: Any) -> bool:
+    """True for a Python or NumPy real scalar (the compiled engine, where every p is, says True)."""
+    return isinstance(p, (int, float, np.integer, np.floating))
+
+
 def _power_base_partial(power: Callable[..., Any]) -> Callable[..., Any]:
     """d/dx x**p = p * x**(p-1), exactly 0 when p == 0 (also at x == 0, where 0**-1 is inf).
 
@@ -95,7 +100,7 @@ def _power_base_partial(power: Callable[..., Any]) -> Callable[..., Any]:
     """
 
     def d(x: Any, p: Any, y: Any) -> Any:
-        if isinstance(p, (int, float, np.integer, np.floating)):
+        if _is_plain_number(p):
             return 0.0 if p == 0 else p * power(x, float(p) - 1.0)
         safe_x = np.where((p == 0) & (x == 0), 1.0, x)
         return p * power(safe_x, p - 1.0)

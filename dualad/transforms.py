@@ -12,6 +12,7 @@ import contextlib
 import functools
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = [
     "jvp",
     "hessian",
     "hvp",
+    "batch_jacobian",
+    "batch_jvp",
     "value_and_gradient",
     "value_and_jacobian",
     "jacfwd",
@@ -148,8 +151,55 @@ def _call(f: Callable[..., Any], x: Any, args: tuple[Any, ...]) -> Any:
 
 
 def _python_function(f: Callable[..., Any]) -> Callable[..., Any]:
-    """A numba dispatcher runs its Python source on Duals (until the compiled engine takes it)."""
+    """The Python source of a numba dispatcher, for the NumPy engine (``f`` itself otherwise)."""
     return getattr(f, "py_func", f)
+
+
+def _is_numba_function(f: Any) -> bool:
+    return type(f).__module__.startswith("numba") and hasattr(f, "py_func")
+
+
+def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
+    """The compiled engine (``dualad.numba``) when it should run ``f``, else None.
+
+    ``"auto"`` picks it for a ``numba.njit`` function at a plain point; ``"numba"`` also compiles
+    a plain Python function; ``"numpy"`` never picks it.  A Dual point or argument (a derivative
+    taken inside another one, as in a Hessian) always goes to the NumPy engine.
+    """
+    if engine not in ("auto", "numba", "numpy"):
+        raise ValueError(f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r}")
+    if engine == "numpy" or (engine == "auto" and not _is_numba_function(f)):
+        return None
+    if isinstance(x, Dual) or any(isinstance(a, Dual) for a in args):
+        if engine == "numba":
+            raise DualError(
+                "engine='numba' cannot differentiate at a Dual point (a derivative inside another "
+                "derivative, as in da.hessian); leave engine='auto' to use the NumPy engine there"
+            )
+        return None
+    from . import numba as compiled
+
+    if engine == "auto" and _python_function(f) in compiled.failed:
+        return None
+    return compiled
+
+
+def _fall_back(f: Any, error: Exception) -> None:
+    """Warn that ``f`` goes to the NumPy engine because Numba could not compile it for Duals."""
+    from .numba import summary
+
+    warnings.warn(
+        f"dualad could not compile {getattr(f, '__name__', f)} for dual numbers "
+        f"({summary(str(error))}), so it differentiates its Python source "
+        "with the NumPy engine instead. Pass engine='numba' to see Numba's full message, or "
+        "engine='numpy' to choose the NumPy engine without this warning.",
+        stacklevel=3,
+    )
+
+
+def _float64_point(x: Any) -> np.ndarray:
+    """The point as the contiguous float64 array the compiled engine takes."""
+    return np.ascontiguousarray(_as_input(x), dtype=np.float64)
 
 
 def _check_mode(mode: str) -> None:
@@ -168,6 +218,7 @@ def value_and_jacobian(
     mode: str = "auto",
     chunk_size: int | None = None,
     args: tuple[Any, ...] = (),
+    engine: str = "auto",
 ) -> tuple[Any, Any]:
     """``f(x)`` and its Jacobian, shape ``f(x).shape + x.shape``, from the same passes.
 
@@ -183,8 +234,25 @@ def value_and_jacobian(
         Directions per pass; by default all of them while the seed fits a memory budget.
     args
         Extra arguments passed to ``f`` and not differentiated, as in SciPy.
+    engine
+        ``"auto"`` (the compiled engine for a ``numba.njit`` function, else NumPy), ``"numba"``
+        (compile ``f`` with Numba even if it is a plain function) or ``"numpy"``.  The compiled
+        engine computes in float64 and carries at most ``dualad.numba.CHUNK_THRESHOLD``
+        directions per pass unless ``chunk_size`` says otherwise.
     """
     _check_mode(mode)
+    compiled = _compiled_engine(f, x, args, engine)
+    if compiled is not None:
+        point = _float64_point(x)
+        K = compiled.chunk_size_for(point.size, chunk_size)
+        try:
+            value, jac = compiled.run(f, "value_and_jacobian", K, point, *args)
+        except compiled.NotCompilable as error:
+            if engine == "numba":
+                raise
+            _fall_back(f, error)
+        else:
+            return _scalar(value), _scalar(jac.reshape(value.shape + point.shape))
     f = _python_function(f)
     x = _as_input(x)
     shape = np.shape(primal(x))
@@ -210,6 +278,7 @@ def jacobian(
     mode: str = "auto",
     chunk_size: int | None = None,
     args: tuple[Any, ...] = (),
+    engine: str = "auto",
 ) -> Any:
     """Jacobian of ``f`` at ``x``: an array of shape ``f(x).shape + x.shape``.
 
@@ -222,7 +291,9 @@ def jacobian(
     array([[2., 0.],
            [0., 4.]])
     """
-    return value_and_jacobian(f, x, mode=mode, chunk_size=chunk_size, args=args)[1]
+    return value_and_jacobian(
+        f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine
+    )[1]
 
 
 def _require_scalar_output(value: Any, who: str) -> None:
@@ -239,15 +310,21 @@ def value_and_gradient(
     *,
     chunk_size: int | None = None,
     args: tuple[Any, ...] = (),
+    engine: str = "auto",
 ) -> tuple[Any, Any]:
     """``f(x)`` and its gradient (shape of ``x``) for a scalar-valued ``f``."""
-    value, jac = value_and_jacobian(f, x, chunk_size=chunk_size, args=args)
+    value, jac = value_and_jacobian(f, x, chunk_size=chunk_size, args=args, engine=engine)
     _require_scalar_output(value, "gradient")
     return value, _scalar(jac)
 
 
 def gradient(
-    f: Callable[..., Any], x: Any, *, chunk_size: int | None = None, args: tuple[Any, ...] = ()
+    f: Callable[..., Any],
+    x: Any,
+    *,
+    chunk_size: int | None = None,
+    args: tuple[Any, ...] = (),
+    engine: str = "auto",
 ) -> Any:
     """Gradient of a scalar-valued ``f`` at ``x``; same shape as ``x``.
 
@@ -257,10 +334,12 @@ def gradient(
     >>> da.gradient(lambda x: np.sum(x**3), np.array([1.0, 2.0]))
     array([ 3., 12.])
     """
-    return value_and_gradient(f, x, chunk_size=chunk_size, args=args)[1]
+    return value_and_gradient(f, x, chunk_size=chunk_size, args=args, engine=engine)[1]
 
 
-def derivative(f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = ()) -> Any:
+def derivative(
+    f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = (), engine: str = "auto"
+) -> Any:
     """Derivative of ``f`` at a scalar ``x``; same shape as ``f(x)``.
 
     Examples
@@ -274,36 +353,108 @@ def derivative(f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = ()) -> 
             f"derivative needs a scalar x; got shape {np.shape(primal(x))}. "
             "Use da.jacobian (or da.gradient) for array inputs."
         )
-    return jacobian(f, x, args=args)
+    return jacobian(f, x, args=args, engine=engine)
 
 
-def jvp(f: Callable[..., Any], x: Any, v: Any, *, args: tuple[Any, ...] = ()) -> tuple[Any, Any]:
+def _directions(shape: tuple[int, ...], v: Any, who: str = "jvp") -> tuple[Any, bool]:
+    """``v`` as directions of shape ``shape + (k,)``, and whether it was a single direction."""
+    v = _as_input(v)
+    vshape = np.shape(primal(v))
+    if isinstance(v, Dual):
+        raise DualError(f"{who}: the direction v must be a plain array, not a Dual")
+    if vshape == shape:
+        return np.reshape(v, shape + (1,)), True
+    if vshape[:-1] == shape and len(vshape) == len(shape) + 1:
+        return v, False
+    raise ValueError(
+        f"{who}: v must have the shape of x {shape} or x.shape + (k,); got v of shape {vshape}"
+    )
+
+
+def jvp(
+    f: Callable[..., Any],
+    x: Any,
+    v: Any,
+    *,
+    args: tuple[Any, ...] = (),
+    engine: str = "auto",
+) -> tuple[Any, Any]:
     """``(f(x), J(x) @ v)`` from one pass.
 
     ``v`` has the shape of ``x`` (one direction; the result has the shape of ``f(x)``) or
     ``x.shape + (k,)`` (k directions at once; the result has shape ``f(x).shape + (k,)``).
+    ``engine`` is as for :func:`value_and_jacobian`.
     """
+    compiled = _compiled_engine(f, x, args, engine)
+    if compiled is not None:
+        point = _float64_point(x)
+        directions, single = _directions(point.shape, v)
+        directions = np.ascontiguousarray(directions, dtype=np.float64)
+        k = directions.shape[-1]
+        try:
+            value, tangent = compiled.run(f, "jvp", k, point, directions, *args)
+        except compiled.NotCompilable as error:
+            if engine == "numba":
+                raise
+            _fall_back(f, error)
+        else:
+            tangent = tangent.reshape(value.shape + (k,))
+            return _scalar(value), _scalar(tangent[..., 0] if single else tangent)
     f = _python_function(f)
     x = _as_input(x)
     shape = np.shape(primal(x))
-    v = _as_input(v)
-    vshape = np.shape(primal(v))
-    if vshape == shape:
-        directions, single = np.reshape(v, shape + (1,)), True
-    elif vshape[:-1] == shape and len(vshape) == len(shape) + 1:
-        directions, single = v, False
-    else:
-        raise ValueError(
-            f"jvp: v must have the shape of x {shape} or x.shape + (k,); got v of shape {vshape}"
-        )
-    if isinstance(directions, Dual):
-        raise DualError("jvp: the direction v must be a plain array, not a Dual")
+    directions, single = _directions(shape, v)
     k = np.shape(directions)[-1]
     with _differentiation() as tag:
         seeded = Dual._make(tag, x, np.asarray(directions, dtype=primal(x).dtype))
         value, partials = _extract(_call(f, seeded, args), tag, k)
     tangent = partials[..., 0] if single else partials
     return _scalar(value), _scalar(tangent)
+
+
+def _batch_engine(f: Any, xs: Any, args: tuple[Any, ...], who: str) -> tuple[Any, np.ndarray]:
+    points = _float64_point(xs)
+    if points.ndim == 0 or points.shape[0] == 0:
+        raise ValueError(f"{who} needs points stacked along a first axis; got shape {points.shape}")
+    return _compiled_engine(f, points, args, "numba"), points
+
+
+def batch_jvp(
+    f: Callable[..., Any], xs: Any, vs: Any, *, args: tuple[Any, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """``f(x)`` and ``J(x) @ v`` at many points at once, in parallel compiled code.
+
+    ``xs`` stacks the points along its first axis (shape ``(B,) + x.shape``) and ``vs`` the
+    directions (``(B,) + x.shape``, or ``(B,) + x.shape + (k,)`` for k per point).  ``f`` is
+    compiled with Numba (a ``numba.njit`` function or a plain one), and the points are shared
+    among threads with ``numba.prange``.  Returns ``(values, tangents)`` of shapes
+    ``(B,) + f(x).shape`` and ``(B,) + f(x).shape`` (``+ (k,)``).
+    """
+    compiled, points = _batch_engine(f, xs, args, "batch_jvp")
+    directions, single = _directions(points.shape, vs, "batch_jvp")
+    directions = np.ascontiguousarray(directions, dtype=np.float64)
+    k = directions.shape[-1]
+    value0, values, tangents = compiled.run(f, "batch_jvp", k, points, directions, *args)
+    count = points.shape[0]
+    tangents = tangents.reshape((count,) + value0.shape + (k,))
+    return values.reshape((count,) + value0.shape), tangents[..., 0] if single else tangents
+
+
+def batch_jacobian(
+    f: Callable[..., Any],
+    xs: Any,
+    *,
+    chunk_size: int | None = None,
+    args: tuple[Any, ...] = (),
+) -> np.ndarray:
+    """Jacobians of ``f`` at many points (stacked along the first axis of ``xs``), in parallel.
+
+    As :func:`batch_jvp`; the result has shape ``(B,) + f(x).shape + x.shape``.
+    """
+    compiled, points = _batch_engine(f, xs, args, "batch_jacobian")
+    K = compiled.chunk_size_for(math.prod(points.shape[1:]), chunk_size)
+    value0, _, jacs = compiled.run(f, "batch_jacobian", K, points, *args)
+    return jacs.reshape(points.shape[:1] + value0.shape + points.shape[1:])
 
 
 def hessian(
@@ -328,21 +479,25 @@ def hvp(f: Callable[..., Any], x: Any, v: Any, *, args: tuple[Any, ...] = ()) ->
     return jvp(lambda z: gradient(inner, z, args=args), x, v)[1]
 
 
-def jacfwd(f: Callable[..., Any], *, chunk_size: int | None = None) -> Callable[..., Any]:
+def jacfwd(
+    f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
+) -> Callable[..., Any]:
     """``f``'s Jacobian as a function ``jac(x, *args)``, ready for SciPy's ``jac=`` arguments."""
 
     def jac(x: Any, *args: Any) -> Any:
-        return jacobian(f, x, mode="forward", chunk_size=chunk_size, args=args)
+        return jacobian(f, x, mode="forward", chunk_size=chunk_size, args=args, engine=engine)
 
     jac.__name__ = f"jacfwd({getattr(f, '__name__', 'f')})"
     return jac
 
 
-def grad(f: Callable[..., Any], *, chunk_size: int | None = None) -> Callable[..., Any]:
+def grad(
+    f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
+) -> Callable[..., Any]:
     """``f``'s gradient as a function ``g(x, *args)``, e.g. for ``minimize(jac=)``."""
 
     def g(x: Any, *args: Any) -> Any:
-        return gradient(f, x, chunk_size=chunk_size, args=args)
+        return gradient(f, x, chunk_size=chunk_size, args=args, engine=engine)
 
     g.__name__ = f"grad({getattr(f, '__name__', 'f')})"
     return g

@@ -1,0 +1,138 @@
+"""The compiled engine: dual numbers inside Numba nopython code.
+
+The user's function (a ``numba.njit`` dispatcher, or a plain function with ``engine="numba"``) is
+compiled again from its Python source for DualArray inputs; the operators and functions it calls
+on Duals are overloads generated from :mod:`dualad.rules`.  The drivers in :mod:`.drivers` seed
+the input, loop over chunks of K directions and extract the Jacobian in compiled code.
+
+Importing this package imports Numba and registers the overloads; :mod:`dualad` imports it only
+when a compiled function is first differentiated.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numba
+from numba.core import errors
+from numba.core.registry import CPUDispatcher
+
+from ..dual import DualError
+from . import arrays, drivers, scalars  # noqa: F401 - arrays registers its overloads on import
+from .dualtypes import DualArrayType, DualType
+
+__all__ = ["CHUNK_THRESHOLD", "DualArrayType", "DualType", "chunk_size_for", "compile_times", "run"]
+
+#: Directions carried in one pass when the caller does not say: all of them up to this many
+#: inputs, else balanced chunks of at most this many (ForwardDiff.jl's rule, with its default).
+CHUNK_THRESHOLD = 12
+
+#: Seconds spent in the first call of each (function, driver, K), for the benchmark's report.
+compile_times: dict[tuple[str, str, int], float] = {}
+
+_for_duals: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_drivers: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], Any]] = weakref.WeakKeyDictionary()
+
+
+def chunk_size_for(n: int, chunk_size: int | None = None) -> int:
+    """K for n inputs: ``chunk_size`` if given, else n up to the threshold, else balanced."""
+    if chunk_size is not None:
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+        return max(1, min(int(chunk_size), n))
+    if n <= CHUNK_THRESHOLD:
+        return max(n, 1)
+    return math.ceil(n / math.ceil(n / CHUNK_THRESHOLD))
+
+
+def for_duals(f: Callable[..., Any]) -> Any:
+    """A Numba dispatcher of ``f``'s Python source, kept apart from the user's own dispatcher
+    (whose options, such as ``parallel`` or ``cache``, are for float code)."""
+    source = getattr(f, "py_func", f)
+    dispatcher = _for_duals.get(source)
+    if dispatcher is None:
+        dispatcher = _for_duals[source] = numba.njit(source)
+    return dispatcher
+
+
+def is_compiled(f: Any) -> bool:
+    return isinstance(f, CPUDispatcher)
+
+
+_LOCATION = re.compile(r'File "([^"]+)", line (\d+):')
+
+
+def _where(message: str) -> str:
+    """The first source location outside dualad that Numba's message names (the user's line)."""
+    for path, line in _LOCATION.findall(message):
+        if "dualad" not in path.replace("\\", "/").split("/")[-3:-1]:
+            return f" (at {path}, line {line})"
+    return ""
+
+
+class NotCompilable(errors.TypingError):
+    """Numba could not compile the function for Dual inputs, for a reason that is not dualad's."""
+
+
+#: Functions Numba could not compile for Duals, with the reason, so that engine="auto" does not
+#: pay for a failing compilation again.
+failed: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+_OPERATION = re.compile(r"^\s*>>> (.+)$", re.MULTILINE)
+
+
+def summary(message: str) -> str:
+    """The operation Numba could not type (its ``>>> op(types)`` line), or its first reason."""
+    found = _OPERATION.search(message)
+    if found:
+        return f"no implementation of {found.group(1).strip()}"
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    reasons = [ln for ln in lines if not ln.startswith("Failed in")]
+    return (reasons or lines or ["no reason given"])[0]
+
+
+def driver(f: Callable[..., Any], kind: str, K: int) -> Any:
+    """The compiled driver of ``kind`` for ``f`` and K, made once and then reused."""
+    source = getattr(f, "py_func", f)
+    made = _drivers.setdefault(source, {})
+    if (kind, K) not in made:
+        scalars.register_table()
+        if kind == "value_and_jacobian":
+            made[kind, K] = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
+        elif kind == "jvp":
+            made[kind, K] = drivers.make_jvp(for_duals(f), (0.0,) * K)
+        elif kind == "batch_jvp":
+            made[kind, K] = drivers.make_batch_jvp(driver(f, "jvp", K))
+        else:
+            made[kind, K] = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
+    return made[kind, K]
+
+
+def run(f: Callable[..., Any], kind: str, K: int, *arguments: Any) -> Any:
+    """Call the driver of ``kind``; on a typing failure, say what dualad knows about it."""
+    name = getattr(f, "__name__", repr(f))
+    compiled = driver(f, kind, K)
+    first = not compiled.signatures
+    scalars.problems.clear()
+    start = time.perf_counter()
+    try:
+        result = compiled(*arguments)
+    except errors.TypingError as exc:
+        message = str(exc)
+        if scalars.problems:
+            raise DualError(scalars.problems[0] + _where(message)) from None
+        failed[getattr(f, "py_func", f)] = message
+        raise NotCompilable(
+            f"{message}\n\ndualad: compiling {name} for Dual inputs (K = {K}) stopped at "
+            f"{summary(message)}{_where(message)}. The compiled engine differentiates scalar code "
+            "(loops over x[i]); whole-array NumPy calls on Duals need engine='numpy'."
+        ) from None
+    if first:
+        compile_times[name, kind, K] = time.perf_counter() - start
+    return result

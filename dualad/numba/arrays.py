@@ -1,0 +1,197 @@
+"""DualArray inside compiled code: indexing, assignment, ``len``/``shape``, and allocation.
+
+An element read ``x[i, j]`` builds a Dual from ``value[i, j]`` and ``partials[i, j, 0..K-1]``
+(unrolled, no temporary view); any other basic index (a row, a slice) applies Numba's own
+indexing to both arrays, which stay in step because the direction axis is last.  Allocation
+follows ``x``: ``np.empty_like(x)``, ``np.zeros_like(x)``, or ``np.zeros(m, dtype=x.dtype)``,
+where ``x.dtype`` of a DualArray is a marker meaning "Duals like x".
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+from numba import types
+from numba.extending import overload, overload_attribute, overload_method
+
+from ..dual import primal
+from ..transforms import stop_gradient
+from .dualtypes import (
+    DualArrayType,
+    DualDtypeType,
+    DualType,
+    dual_dtype,
+    make_dual,
+    make_dual_array,
+)
+from .scalars import refuse
+
+_ENV = {"make_dual": make_dual, "make_dual_array": make_dual_array, "np": np}
+
+
+def _generate(source: str, **names: Any) -> Any:
+    env = dict(_ENV, **names)
+    exec(source, env)  # noqa: S102
+    return env["impl"]
+
+
+def _element_indices(array: DualArrayType, index: Any) -> list[str] | None:
+    """Source for the integer indices of one element, or None when ``index`` is not one."""
+    if isinstance(index, types.Integer) and array.ndim == 1:
+        return ["idx"]
+    if isinstance(index, types.BaseTuple) and len(index) == array.ndim:
+        if all(isinstance(t, types.Integer) for t in index):
+            return [f"idx[{d}]" for d in range(array.ndim)]
+    return None
+
+
+def _element_partials(array: DualArrayType, index: Any) -> tuple[str, list[str]] | None:
+    at = _element_indices(array, index)
+    if at is None:
+        return None
+    lead = ", ".join(at)
+    return lead, [f"a.partials[{lead}, {k}]" for k in range(array.K)]
+
+
+def _tuple(items: list[str]) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+@overload(operator.getitem)
+def _getitem(a, idx):  # noqa: ANN001
+    if not isinstance(a, DualArrayType):
+        return None
+    element = _element_partials(a, idx)
+    if element is not None:
+        lead, parts = element
+        return _generate(
+            f"def impl(a, idx):\n    return make_dual(a.value[{lead}], {_tuple(parts)})\n"
+        )
+    return _generate(
+        f"def impl(a, idx):\n    return make_dual_array(a.value[idx], a.partials[idx], {a.K})\n"
+    )
+
+
+_LOST_IN_FLOAT_ARRAY = (
+    "writing a Dual into a float array would drop its derivative. Allocate the array from the "
+    "input instead: np.empty_like(x), np.zeros_like(x), or np.zeros(m, dtype=x.dtype) / "
+    "np.empty(m, x.dtype), which hold Duals when x does and floats otherwise."
+)
+
+
+@overload(operator.setitem)
+def _setitem(a, idx, val):  # noqa: ANN001
+    if isinstance(a, types.Array) and isinstance(val, (DualType, DualArrayType)):
+        refuse(_LOST_IN_FLOAT_ARRAY)
+    if not isinstance(a, DualArrayType):
+        return None
+    element = _element_partials(a, idx)
+    if element is not None:
+        lead, _ = element
+        if isinstance(val, DualType):
+            stores = [f"    a.partials[{lead}, {k}] = p[{k}]\n" for k in range(a.K)]
+            return _generate(
+                f"def impl(a, idx, val):\n    a.value[{lead}] = val.value\n"
+                "    p = val.partials\n" + "".join(stores)
+            )
+        if isinstance(val, (types.Float, types.Integer, types.Boolean)):
+            stores = [f"    a.partials[{lead}, {k}] = 0.0\n" for k in range(a.K)]
+            return _generate(
+                f"def impl(a, idx, val):\n    a.value[{lead}] = val\n" + "".join(stores)
+            )
+        return None
+    if isinstance(val, DualArrayType):
+
+        def impl(a, idx, val):  # noqa: ANN001, ANN202
+            a.value[idx] = val.value
+            a.partials[idx] = val.partials
+
+        return impl
+    if isinstance(val, DualType):
+        stores = [f"    part[..., {k}] = p[{k}]\n" for k in range(a.K)]
+        return _generate(
+            "def impl(a, idx, val):\n    a.value[idx] = val.value\n    part = a.partials[idx]\n"
+            "    p = val.partials\n" + "".join(stores)
+        )
+    if isinstance(val, (types.Float, types.Integer, types.Boolean, types.Array)):
+
+        def impl(a, idx, val):  # noqa: ANN001, ANN202
+            a.value[idx] = val
+            a.partials[idx] = 0.0
+
+        return impl
+    return None
+
+
+@overload(len)
+def _len(a):  # noqa: ANN001
+    if isinstance(a, DualArrayType):
+        return lambda a: len(a.value)
+    return None
+
+
+for _name in ("shape", "size", "ndim"):
+    overload_attribute(DualArrayType, _name)(
+        _generate(f"def impl(a):\n    return lambda a: a.value.{_name}\n")
+    )
+
+
+@overload_attribute(DualArrayType, "dtype")
+def _dtype(a):  # noqa: ANN001
+    return _generate(f"def impl(a):\n    return dual_dtype({a.K})\n", dual_dtype=dual_dtype)
+
+
+@overload_method(DualArrayType, "copy")
+def _copy(a):  # noqa: ANN001
+    return _generate(
+        f"def impl(a):\n    return make_dual_array(a.value.copy(), a.partials.copy(), {a.K})\n"
+    )
+
+
+def _like(fill: str):
+    def typer(a):  # noqa: ANN001
+        if not isinstance(a, DualArrayType):
+            return None
+        return _generate(
+            f"def impl(a):\n    v = np.{fill}_like(a.value)\n"
+            f"    return make_dual_array(v, np.zeros(v.shape + ({a.K},)), {a.K})\n"
+        )
+
+    return typer
+
+
+overload(np.empty_like)(_like("empty"))
+overload(np.zeros_like)(_like("zeros"))
+overload(np.ones_like)(_like("ones"))
+
+
+def _allocate(fill: str):
+    def typer(shape, dtype=None):  # noqa: ANN001
+        if not isinstance(dtype, DualDtypeType):
+            return None
+        lead = "(shape,)" if isinstance(shape, types.Integer) else "shape"
+        return _generate(
+            f"def impl(shape, dtype=None):\n    v = np.{fill}({lead})\n"
+            f"    return make_dual_array(v, np.zeros({lead} + ({dtype.K},)), {dtype.K})\n"
+        )
+
+    return typer
+
+
+overload(np.empty)(_allocate("empty"))
+overload(np.zeros)(_allocate("zeros"))
+overload(np.ones)(_allocate("ones"))
+
+
+def _primal(x):  # noqa: ANN001
+    if isinstance(x, (DualType, DualArrayType)):
+        return lambda x: x.value
+    if isinstance(x, (types.Number, types.Boolean, types.Array)):
+        return lambda x: x
+    return None
+
+
+overload(primal)(_primal)
+overload(stop_gradient)(_primal)

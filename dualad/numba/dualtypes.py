@@ -1,0 +1,151 @@
+"""Numba types for dual numbers: a Dual scalar and a DualArray, with their data layout.
+
+A ``Dual[K]`` is a struct of a float64 value and a K-tuple of float64 partials.  K is part of the
+type, so every loop over the partials is unrolled at compile time and LLVM keeps them in
+registers.  A ``DualArray`` is a struct of two arrays: values of shape ``S`` and partials of shape
+``S + (K,)`` (the direction axis last, as in the NumPy engine).
+
+A Dual unifies with any real number, so ``s = 0.0; s += x[i]`` types: the float is widened to a
+Dual with zero partials.
+"""
+
+from __future__ import annotations
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import (
+    intrinsic,
+    lower_cast,
+    make_attribute_wrapper,
+    models,
+    register_model,
+)
+
+_REAL = (types.Float, types.Integer, types.Boolean)
+
+
+class DualType(types.Type):
+    """A dual number with K partials, inside compiled code."""
+
+    def __init__(self, K: int) -> None:
+        self.K = K
+        self.partials_type = types.UniTuple(types.float64, K)
+        super().__init__(name=f"Dual(K={K})")
+
+    def unify(self, typingctx, other):  # noqa: ANN001 - numba's protocol
+        if isinstance(other, _REAL):
+            return self
+        return None
+
+
+class DualArrayType(types.Type):
+    """An array of dual numbers: a value array and a partials array with one more axis.
+
+    The two array types are part of the type (a slice may be strided while the original is
+    contiguous), so indexing reuses Numba's own array indexing on each.
+    """
+
+    def __init__(self, value_type: types.Array, partials_type: types.Array, K: int) -> None:
+        self.value_type, self.partials_type, self.K = value_type, partials_type, K
+        self.ndim = value_type.ndim
+        super().__init__(name=f"DualArray({value_type}, {partials_type}, K={K})")
+
+
+class DualDtypeType(types.Dummy):
+    """What ``x.dtype`` is for a DualArray: tells ``np.zeros(m, dtype=x.dtype)`` to make Duals."""
+
+    def __init__(self, K: int) -> None:
+        self.K = K
+        super().__init__(name=f"DualDtype(K={K})")
+
+
+@register_model(DualType)
+class _DualModel(models.StructModel):
+    def __init__(self, dmm, fe_type):  # noqa: ANN001
+        members = [("value", types.float64), ("partials", fe_type.partials_type)]
+        super().__init__(dmm, fe_type, members)
+
+
+@register_model(DualArrayType)
+class _DualArrayModel(models.StructModel):
+    def __init__(self, dmm, fe_type):  # noqa: ANN001
+        members = [("value", fe_type.value_type), ("partials", fe_type.partials_type)]
+        super().__init__(dmm, fe_type, members)
+
+
+register_model(DualDtypeType)(models.OpaqueModel)
+
+make_attribute_wrapper(DualType, "value", "value")
+make_attribute_wrapper(DualType, "partials", "partials")
+make_attribute_wrapper(DualArrayType, "value", "value")
+make_attribute_wrapper(DualArrayType, "partials", "partials")
+
+
+def _k_of(marker) -> int | None:  # noqa: ANN001
+    """K from a compile-time marker: an integer literal or a tuple of K entries."""
+    if isinstance(marker, types.IntegerLiteral):
+        return marker.literal_value
+    if isinstance(marker, types.BaseTuple):
+        return len(marker)
+    return None
+
+
+@intrinsic
+def make_dual(typingctx, value, partials):  # noqa: ANN001
+    """A Dual from a real value and a K-tuple of reals (cast to float64)."""
+    if not isinstance(value, _REAL) or not isinstance(partials, types.BaseTuple):
+        return None
+    result = DualType(len(partials))
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        dual = cgutils.create_struct_proxy(result)(context, builder)
+        dual.value = context.cast(builder, args[0], sig.args[0], types.float64)
+        dual.partials = context.cast(builder, args[1], sig.args[1], result.partials_type)
+        return dual._getvalue()
+
+    return result(value, partials), codegen
+
+
+@intrinsic
+def make_dual_array(typingctx, value, partials, k_marker):  # noqa: ANN001
+    """A DualArray from float64 arrays of shapes S and S + (K,); K from ``k_marker``."""
+    K = _k_of(k_marker)
+    if K is None or not isinstance(value, types.Array) or not isinstance(partials, types.Array):
+        return None
+    if partials.ndim != value.ndim + 1:
+        return None
+    result = DualArrayType(value, partials, K)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        arr = cgutils.create_struct_proxy(result)(context, builder)
+        arr.value = args[0]
+        arr.partials = args[1]
+        context.nrt.incref(builder, sig.args[0], args[0])
+        context.nrt.incref(builder, sig.args[1], args[1])
+        return arr._getvalue()
+
+    return result(value, partials, k_marker), codegen
+
+
+@intrinsic
+def dual_dtype(typingctx, k_marker):  # noqa: ANN001
+    K = _k_of(k_marker)
+    if K is None:
+        return None
+    result = DualDtypeType(K)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        return context.get_dummy_value()
+
+    return result(k_marker), codegen
+
+
+@lower_cast(types.Float, DualType)
+@lower_cast(types.Integer, DualType)
+@lower_cast(types.Boolean, DualType)
+def _real_to_dual(context, builder, fromty, toty, val):  # noqa: ANN001
+    dual = cgutils.create_struct_proxy(toty)(context, builder)
+    dual.value = context.cast(builder, val, fromty, types.float64)
+    zero = context.get_constant(types.float64, 0.0)
+    dual.partials = context.make_tuple(builder, toty.partials_type, [zero] * toty.K)
+    return dual._getvalue()

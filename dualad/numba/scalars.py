@@ -1,0 +1,345 @@
+"""Overloads of operators, ``math.*`` and scalar ``np.*`` functions for Duals, generated from rules.
+
+For each rule in :mod:`dualad.rules` and each pattern of Dual and plain arguments, the source of a
+small implementation is generated with the K partials unrolled, e.g. for ``x * c`` at K = 2::
+
+    def impl(x1, x2):
+        v1 = x1.value; p1 = x1.partials; v2 = x2
+        y = primal(v1, v2)
+        c1 = d1(v1, v2, y)
+        ...
+        return make_dual(y, (p1[0] * c1, p1[1] * c1))
+
+``d1`` is the rule's own partial, compiled by Numba: no derivative formula is written here.
+A local derivative that is infinite or NaN multiplies a zero tangent into 0, as in the NumPy
+engine.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+import types as pytypes
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+from numba import types
+from numba.core import errors
+from numba.extending import overload
+
+from .. import rules
+from ..dual import label
+from .dualtypes import DualArrayType, DualType, make_dual
+
+#: Messages of dualad's own refusals met while typing; the driver reports them instead of
+#: Numba's long list of candidate signatures.
+problems: list[str] = []
+
+_REAL = (types.Float, types.Integer, types.Boolean)
+
+
+def refuse(message: str) -> None:
+    """Record a dualad error and stop typing (Numba then reports the call as untypeable)."""
+    problems.append(message)
+    raise errors.TypingError(message)
+
+
+# --- compiling the rules' partials ---------------------------------------------------------------
+
+#: Python helpers of rules.py replaced by what they are in compiled code, where every value is
+#: a plain float.
+_SUBSTITUTES: dict[Any, Any] = {}
+_jitted: dict[Any, Any] = {}
+
+
+def _substitutes() -> dict[Any, Any]:
+    if not _SUBSTITUTES:
+        _SUBSTITUTES[rules._is_plain_number] = numba.njit(lambda p: True)
+    return _SUBSTITUTES
+
+
+def jit_function(fn: Callable[..., Any]) -> Any:
+    """``fn`` compiled by Numba, with the plain Python functions it calls compiled first.
+
+    The rules' partials call helpers (``_quotient_of``) and closures over other partials
+    (``_swap``); Numba can call those only as compiled functions, so the helpers named among
+    ``fn``'s globals and closure cells are replaced by their compiled versions, recursively.
+    """
+    subs = _substitutes()
+    if fn in subs:
+        return subs[fn]
+    if fn in _jitted:
+        return _jitted[fn]
+    if not isinstance(fn, pytypes.FunctionType):
+        return fn  # a ufunc, a math function, a dispatcher: Numba knows it
+    names = set(fn.__code__.co_names)
+    namespace = dict(fn.__globals__)
+    for name in names & namespace.keys():
+        if isinstance(namespace[name], pytypes.FunctionType):
+            namespace[name] = jit_function(namespace[name])
+    cells = None
+    if fn.__closure__:
+        cells = tuple(
+            pytypes.CellType(
+                jit_function(c.cell_contents)
+                if isinstance(c.cell_contents, pytypes.FunctionType)
+                else c.cell_contents
+            )
+            for c in fn.__closure__
+        )
+    rebuilt = pytypes.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, cells)
+    _jitted[fn] = numba.njit(rebuilt)
+    return _jitted[fn]
+
+
+def _compiled_partial(rule: rules.Rule, i: int, argtypes: tuple[Any, ...]) -> Any:
+    """The i-th partial of ``rule`` compiled for these argument types, or a clear refusal."""
+    dispatcher = jit_function(rule.partials[i])
+    plain = tuple(types.float64 if isinstance(t, DualType) else t for t in argtypes)
+    try:
+        dispatcher.compile(plain + (types.float64,))
+    except errors.NumbaError as exc:
+        first = str(exc).strip().splitlines()[0]
+        refuse(
+            f"the derivative rule of {rule.name} cannot run in compiled code (Numba: {first}). "
+            "Use engine='numpy' for this function, or register a rule for it whose partials "
+            "Numba can compile."
+        )
+    return dispatcher
+
+
+# --- generating implementations ------------------------------------------------------------------
+
+
+def _tuple(items: list[str]) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _zero_safe(p: str, c: str) -> str:
+    return f"(0.0 if {p} == 0.0 else {p} * {c})"
+
+
+_impls: dict[Any, Callable[..., Any]] = {}
+
+
+def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Callable[..., Any]:
+    """The compiled implementation of ``rule`` for these argument types (Dual or real)."""
+    mask = tuple(isinstance(t, DualType) for t in argtypes)
+    K = next(t.K for t in argtypes if isinstance(t, DualType))
+    key = (id(rule), primal, tuple(argtypes), K)
+    if key in _impls:
+        return _impls[key]
+    env: dict[str, Any] = {"primal": primal, "make_dual": make_dual, "math": math}
+    values = ", ".join(f"v{i}" for i in range(len(argtypes)))
+    body = []
+    for i, dual in enumerate(mask):
+        body.append(f"v{i} = x{i}.value" if dual else f"v{i} = x{i}")
+        if dual:
+            body.append(f"p{i} = x{i}.partials")
+    body.append(f"y = primal({values})")
+    terms: list[list[str]] = [[] for _ in range(K)]
+    for i, dual in enumerate(mask):
+        partial = rule.partials[i]
+        if not dual or partial is None:
+            continue
+        if partial is rules.NONDIFF:
+            refuse(f"{rule.name} is not differentiable in its input {i + 1}; pass a plain number")
+        if not callable(partial):
+            c = float(partial)
+            for k in range(K):
+                p = f"p{i}[{k}]"
+                terms[k].append(p if c == 1.0 else f"-{p}" if c == -1.0 else f"{p} * {c!r}")
+            continue
+        env[f"d{i}"] = _compiled_partial(rule, i, argtypes)
+        body.append(f"c{i} = d{i}({values}, y)")
+        body.append(f"if math.isfinite(c{i}):")
+        body.append(f"    t{i} = {_tuple([f'p{i}[{k}] * c{i}' for k in range(K)])}")
+        body.append("else:")
+        body.append(f"    t{i} = {_tuple([_zero_safe(f'p{i}[{k}]', f'c{i}') for k in range(K)])}")
+        for k in range(K):
+            terms[k].append(f"t{i}[{k}]")
+    sums = [" + ".join(t).replace("+ -", "- ") if t else "0.0" for t in terms]
+    body.append(f"return make_dual(y, {_tuple(sums)})")
+    source = f"def impl({_names(len(argtypes))}):\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source, f"<dualad rule {rule.name}>", "exec"), env)  # noqa: S102
+    _impls[key] = env["impl"]
+    return env["impl"]
+
+
+def _dual_args(argtypes: tuple[Any, ...]) -> bool:
+    """True when some argument is a Dual and all are Duals or real numbers."""
+    return any(isinstance(t, DualType) for t in argtypes) and all(
+        isinstance(t, (DualType, *_REAL)) for t in argtypes
+    )
+
+
+def _names(n: int) -> str:
+    return ", ".join(f"x{i}" for i in range(n))
+
+
+def _with_arity(nin: int, select: Callable[..., Any]) -> Callable[..., Any]:
+    """A typer of ``nin`` named arguments (x0, x1, ...) calling ``select`` with their types.
+
+    Numba requires a typer and its implementation to name their arguments alike.
+    """
+    env = {"select": select}
+    exec(f"def typer({_names(nin)}):\n    return select({_names(nin)})\n", env)  # noqa: S102
+    return env["typer"]
+
+
+def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: Any, nin: int):
+    """An overload typer that applies a rule to Duals (mixed with real numbers)."""
+
+    def select(*argtypes: Any) -> Any:
+        if not _dual_args(argtypes):
+            return None
+        rule = rule_of()
+        if rule is None:
+            refuse(_no_rule_message(func_label))
+        return rule_impl(rule, primal, argtypes)
+
+    return _with_arity(nin, select)
+
+
+def _no_rule_message(name: str) -> str:
+    return (
+        f"dualad has no derivative rule for {name}. Register one with "
+        f"da.register_rule({name}, <partial for each input>), or apply it to da.primal(x) "
+        "if its derivative is not needed."
+    )
+
+
+def _value_only(fn: Any, nin: int):
+    """An overload typer computing ``fn`` on the values of Duals (zero derivative)."""
+
+    def select(*argtypes: Any) -> Any:
+        if not any(isinstance(t, DualType) for t in argtypes):
+            return None
+        reads = [
+            f"x{i}.value" if isinstance(t, DualType) else f"x{i}" for i, t in enumerate(argtypes)
+        ]
+        env = {"fn": fn}
+        exec(f"def impl({_names(nin)}):\n    return fn({', '.join(reads)})\n", env)  # noqa: S102
+        return env["impl"]
+
+    return _with_arity(nin, select)
+
+
+def _refusal(message: str):
+    def typer(*xs):  # noqa: ANN002, ANN202 - its signature must match the implementation's
+        argtypes = xs
+        if any(isinstance(t, (DualType, DualArrayType)) for t in argtypes):
+            refuse(message)
+        return None
+
+    return typer
+
+
+# --- what maps to which rule ---------------------------------------------------------------------
+
+_OPERATORS = {
+    operator.add: np.add, operator.iadd: np.add,
+    operator.sub: np.subtract, operator.isub: np.subtract,
+    operator.mul: np.multiply, operator.imul: np.multiply,
+    operator.truediv: np.true_divide, operator.itruediv: np.true_divide,
+    operator.pow: np.power, operator.ipow: np.power,
+    operator.mod: np.remainder, operator.imod: np.remainder,
+    operator.neg: np.negative, operator.pos: np.positive,
+    builtins.abs: np.absolute, builtins.pow: np.power,
+    builtins.min: np.minimum, builtins.max: np.maximum,
+}  # fmt: skip
+
+#: math functions and the NumPy (or SciPy) function whose rule they share; the math function
+#: itself computes the value.
+_MATH = {
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos,
+    "atan": np.arctan, "atan2": np.arctan2, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "exp": np.exp,
+    "expm1": np.expm1, "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "sqrt": np.sqrt,
+    "fabs": np.fabs, "pow": np.power, "hypot": np.hypot, "copysign": np.copysign,
+    "fmod": np.fmod, "degrees": np.rad2deg, "radians": np.deg2rad, "log": np.log,
+    "exp2": np.exp2, "cbrt": np.cbrt,
+}  # fmt: skip
+_MATH_SCIPY = {"erf": "erf", "erfc": "erfc", "lgamma": "gammaln"}
+_MATH_VALUE_ONLY = ("floor", "ceil", "trunc", "isnan", "isinf", "isfinite")
+
+_COMPARISONS = (
+    operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne,
+    operator.floordiv, operator.ifloordiv,
+)  # fmt: skip
+
+_NUMPY_VALUE_ONLY = (
+    np.sign, np.floor, np.ceil, np.trunc, np.rint, np.floor_divide, np.heaviside, np.signbit,
+    np.isnan, np.isinf, np.isfinite, np.less, np.less_equal, np.greater, np.greater_equal,
+    np.equal, np.not_equal,
+)  # fmt: skip
+
+_registered: set[Any] = set()
+_fixed_done = False
+
+
+def _scipy_rule(name: str) -> Callable[[], rules.Rule | None]:
+    def rule_of() -> rules.Rule | None:
+        try:
+            from scipy import special
+        except ImportError:  # pragma: no cover - scipy is optional
+            return None
+        return rules.lookup(getattr(special, name))
+
+    return rule_of
+
+
+def _overload(func: Any, typer: Callable[..., Any]) -> None:
+    if func not in _registered:
+        _registered.add(func)
+        overload(func)(typer)
+
+
+def register_table() -> None:
+    """Overload every rule of the table not yet overloaded (rules registered later included)."""
+    for key, rule in list(rules.RULES.items()):
+        if isinstance(key, np.ufunc) and key not in _registered:
+            _overload(key, _typer(label(key), lambda r=rule: r, key, rule.nin))
+    global _fixed_done
+    if _fixed_done:
+        return
+    _fixed_done = True
+    for op, ufunc in _OPERATORS.items():
+        rule = rules.RULES[ufunc]
+        _overload(op, _typer(label(ufunc), lambda r=rule: r, ufunc, rule.nin))
+    for name, ufunc in _MATH.items():
+        if hasattr(math, name):
+            rule = rules.RULES[ufunc]
+            _overload(
+                getattr(math, name),
+                _typer(f"math.{name}", lambda r=rule: r, getattr(math, name), rule.nin),
+            )
+    for name, special in _MATH_SCIPY.items():
+        _overload(
+            getattr(math, name),
+            _typer(f"math.{name}", _scipy_rule(special), getattr(math, name), 1),
+        )
+    for op in _COMPARISONS:
+        _overload(op, _value_only(op, 2))
+    for ufunc in _NUMPY_VALUE_ONLY:
+        _overload(ufunc, _value_only(ufunc, ufunc.nin))
+    for name in _MATH_VALUE_ONLY:
+        _overload(getattr(math, name), _value_only(getattr(math, name), 1))
+    _overload(builtins.round, _value_only(builtins.round, 1))
+    lost = (
+        "{} of a Dual would drop the derivative it carries. Use da.primal(x) to take the value "
+        "when that is intended."
+    )
+    _overload(builtins.float, _refusal(lost.format("float()")))
+    _overload(builtins.int, _refusal(lost.format("int()")))
+    for name in dir(math):
+        fn = getattr(math, name)
+        if callable(fn) and fn not in _registered and not name.startswith("_"):
+            _overload(fn, _refusal(_no_rule_message(f"math.{name}")))
+    for name in dir(np):
+        fn = getattr(np, name)
+        if isinstance(fn, np.ufunc) and fn not in _registered and fn not in rules.ZERO_DERIVATIVE:
+            _overload(fn, _refusal(_no_rule_message(f"np.{name}")))
