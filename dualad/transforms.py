@@ -155,8 +155,16 @@ def _python_function(f: Callable[..., Any]) -> Callable[..., Any]:
     return getattr(f, "py_func", f)
 
 
+#: Types of the callables that are Numba functions (dispatchers), found once per type.
+_numba_types: dict[type, bool] = {}
+
+
 def _is_numba_function(f: Any) -> bool:
-    return type(f).__module__.startswith("numba") and hasattr(f, "py_func")
+    kind = type(f)
+    known = _numba_types.get(kind)
+    if known is None:
+        known = _numba_types[kind] = kind.__module__.startswith("numba") and hasattr(f, "py_func")
+    return known
 
 
 def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
@@ -166,21 +174,38 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
     a plain Python function; ``"numpy"`` never picks it.  A Dual point or argument (a derivative
     taken inside another one, as in a Hessian) always goes to the NumPy engine.
     """
-    if engine not in ("auto", "numba", "numpy"):
-        raise ValueError(f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r}")
-    if engine == "numpy" or (engine == "auto" and not _is_numba_function(f)):
+    if engine == "auto":
+        if not _is_numba_function(f):
+            return None
+    elif engine == "numpy":
         return None
-    if isinstance(x, Dual) or any(isinstance(a, Dual) for a in args):
+    elif engine != "numba":
+        raise ValueError(f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r}")
+    nested = isinstance(x, Dual)
+    for a in args:
+        nested = nested or isinstance(a, Dual)
+    if nested:
         if engine == "numba":
             raise DualError(
                 "engine='numba' cannot differentiate at a Dual point (a derivative inside another "
                 "derivative, as in da.hessian); leave engine='auto' to use the NumPy engine there"
             )
         return None
+    compiled = _compiled or _load_compiled()
+    if engine == "auto" and compiled.failed and _python_function(f) in compiled.failed:
+        return None
+    return compiled
+
+
+_compiled: Any = None
+
+
+def _load_compiled() -> Any:
+    """Import the compiled engine (and Numba) the first time it is needed."""
+    global _compiled
     from . import numba as compiled
 
-    if engine == "auto" and _python_function(f) in compiled.failed:
-        return None
+    _compiled = compiled
     return compiled
 
 
@@ -197,8 +222,13 @@ def _fall_back(f: Any, error: Exception) -> None:
     )
 
 
+_FLOAT64 = np.dtype(np.float64)
+
+
 def _float64_point(x: Any) -> np.ndarray:
-    """The point as the contiguous float64 array the compiled engine takes."""
+    """The point as the contiguous float64 array the compiled engine takes (it copies it)."""
+    if type(x) is np.ndarray and x.dtype is _FLOAT64 and x.flags.c_contiguous:
+        return x
     return np.ascontiguousarray(_as_input(x), dtype=np.float64)
 
 
@@ -209,6 +239,27 @@ def _check_mode(mode: str) -> None:
         raise NotImplementedError(
             "mode='reverse' is not available yet in dualad; use mode='forward' (or 'auto')"
         )
+
+
+def _compiled_value_and_jacobian(
+    compiled: Any, f: Any, x: Any, chunk_size: int | None, args: tuple[Any, ...], engine: str
+) -> tuple[Any, Any] | None:
+    """value_and_jacobian by the compiled engine; None when ``f`` falls back to NumPy's."""
+    point = _float64_point(x)
+    n = point.size
+    K = n if chunk_size is None and 0 < n <= compiled.CHUNK_THRESHOLD else None
+    K = K or compiled.chunk_size_for(n, chunk_size)
+    try:
+        value, jac = compiled.run(f, "value_and_jacobian", K, point, *args)
+    except compiled.NotCompilable as error:
+        if engine == "numba":
+            raise
+        _fall_back(f, error)
+        return None
+    shape = value.shape + point.shape
+    if jac.shape != shape:
+        jac = _scalar(jac.reshape(shape))
+    return _scalar(value), jac
 
 
 def value_and_jacobian(
@@ -243,16 +294,9 @@ def value_and_jacobian(
     _check_mode(mode)
     compiled = _compiled_engine(f, x, args, engine)
     if compiled is not None:
-        point = _float64_point(x)
-        K = compiled.chunk_size_for(point.size, chunk_size)
-        try:
-            value, jac = compiled.run(f, "value_and_jacobian", K, point, *args)
-        except compiled.NotCompilable as error:
-            if engine == "numba":
-                raise
-            _fall_back(f, error)
-        else:
-            return _scalar(value), _scalar(jac.reshape(value.shape + point.shape))
+        result = _compiled_value_and_jacobian(compiled, f, x, chunk_size, args, engine)
+        if result is not None:
+            return result
     f = _python_function(f)
     x = _as_input(x)
     shape = np.shape(primal(x))
@@ -291,9 +335,13 @@ def jacobian(
     array([[2., 0.],
            [0., 4.]])
     """
-    return value_and_jacobian(
-        f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine
-    )[1]
+    _check_mode(mode)
+    compiled = _compiled_engine(f, x, args, engine)
+    if compiled is not None:  # the fast path for compiled functions, with one call less
+        result = _compiled_value_and_jacobian(compiled, f, x, chunk_size, args, engine)
+        if result is not None:
+            return result[1]
+    return value_and_jacobian(f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine)[1]
 
 
 def _require_scalar_output(value: Any, who: str) -> None:

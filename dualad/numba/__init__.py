@@ -36,7 +36,8 @@ CHUNK_THRESHOLD = 12
 compile_times: dict[tuple[str, str, int], float] = {}
 
 _for_duals: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-_drivers: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], Any]] = weakref.WeakKeyDictionary()
+#: Drivers by (function, kind, K). Like Numba's own dispatchers they live as long as the process.
+_drivers: dict[tuple[Any, str, int], Any] = {}
 
 
 def chunk_size_for(n: int, chunk_size: int | None = None) -> int:
@@ -81,7 +82,7 @@ class NotCompilable(errors.TypingError):
 
 #: Functions Numba could not compile for Duals, with the reason, so that engine="auto" does not
 #: pay for a failing compilation again.
-failed: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+failed: dict[Any, str] = {}
 
 
 _OPERATION = re.compile(r"^\s*>>> (.+)$", re.MULTILINE)
@@ -99,40 +100,46 @@ def summary(message: str) -> str:
 
 def driver(f: Callable[..., Any], kind: str, K: int) -> Any:
     """The compiled driver of ``kind`` for ``f`` and K, made once and then reused."""
-    source = getattr(f, "py_func", f)
-    made = _drivers.setdefault(source, {})
-    if (kind, K) not in made:
+    key = (f, kind, K)
+    if key not in _drivers:
         scalars.register_table()
         if kind == "value_and_jacobian":
-            made[kind, K] = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
+            _drivers[key] = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
         elif kind == "jvp":
-            made[kind, K] = drivers.make_jvp(for_duals(f), (0.0,) * K)
+            _drivers[key] = drivers.make_jvp(for_duals(f), (0.0,) * K)
         elif kind == "batch_jvp":
-            made[kind, K] = drivers.make_batch_jvp(driver(f, "jvp", K))
+            _drivers[key] = drivers.make_batch_jvp(driver(f, "jvp", K))
         else:
-            made[kind, K] = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
-    return made[kind, K]
+            _drivers[key] = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
+    return _drivers[key]
 
 
 def run(f: Callable[..., Any], kind: str, K: int, *arguments: Any) -> Any:
-    """Call the driver of ``kind``; on a typing failure, say what dualad knows about it."""
-    name = getattr(f, "__name__", repr(f))
-    compiled = driver(f, kind, K)
-    first = not compiled.signatures
-    scalars.problems.clear()
-    start = time.perf_counter()
+    """Call the driver of ``kind`` for ``f`` and K, compiling it on first use (timed)."""
+    compiled = _drivers.get((f, kind, K))
+    if compiled is None:
+        compiled = driver(f, kind, K)
+        start = time.perf_counter()
+        result = _call(compiled, f, K, arguments)
+        compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start
+        return result
+    return _call(compiled, f, K, arguments)
+
+
+def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ...]) -> Any:
+    """Call a driver; on a typing failure, say what dualad knows about it."""
     try:
-        result = compiled(*arguments)
+        return compiled(*arguments)
     except errors.TypingError as exc:
         message = str(exc)
         if scalars.problems:
-            raise DualError(scalars.problems[0] + _where(message)) from None
+            problem = scalars.problems[0]
+            scalars.problems.clear()
+            raise DualError(problem + _where(message)) from None
         failed[getattr(f, "py_func", f)] = message
         raise NotCompilable(
-            f"{message}\n\ndualad: compiling {name} for Dual inputs (K = {K}) stopped at "
-            f"{summary(message)}{_where(message)}. The compiled engine differentiates scalar code "
-            "(loops over x[i]); whole-array NumPy calls on Duals need engine='numpy'."
+            f"{message}\n\ndualad: compiling {getattr(f, '__name__', 'f')} for Dual inputs "
+            f"(K = {K}) stopped at {summary(message)}{_where(message)}. The compiled engine "
+            "differentiates scalar code (loops over x[i]); whole-array NumPy calls on Duals need "
+            "engine='numpy'."
         ) from None
-    if first:
-        compile_times[name, kind, K] = time.perf_counter() - start
-    return result

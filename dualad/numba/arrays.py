@@ -151,12 +151,14 @@ def _copy(a):  # noqa: ANN001
 
 
 def _like(fill: str):
+    partials = "empty" if fill == "empty" else "zeros"  # empty values get empty partials
+
     def typer(a):  # noqa: ANN001
         if not isinstance(a, DualArrayType):
             return None
         return _generate(
             f"def impl(a):\n    v = np.{fill}_like(a.value)\n"
-            f"    return make_dual_array(v, np.zeros(v.shape + ({a.K},)), {a.K})\n"
+            f"    return make_dual_array(v, np.{partials}(v.shape + ({a.K},)), {a.K})\n"
         )
 
     return typer

@@ -21,7 +21,8 @@ def out_size(y):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the ov
 
 
 def out_value(y):  # noqa: ANN001, ANN201
-    """The output's value as a new float64 array of its shape (0-d for a scalar)."""
+    """The output's value as a float64 array of its shape (0-d for a scalar), not shared with
+    the caller's data."""
 
 
 def store(y, out, start, width):  # noqa: ANN001, ANN201
@@ -38,7 +39,7 @@ def _out_size(y):  # noqa: ANN001
 @overload(out_value)
 def _out_value(y):  # noqa: ANN001
     if isinstance(y, DualArrayType):
-        return lambda y: y.value.astype(np.float64)
+        return lambda y: y.value  # made inside f, from the driver's own copy of x
     if isinstance(y, types.Array):
         return lambda y: y.astype(np.float64)
     if isinstance(y, DualType):
@@ -59,8 +60,12 @@ def _store(y, out, start, width):  # noqa: ANN001
     if isinstance(y, DualArrayType):
 
         def store_array(y, out, start, width):  # noqa: ANN001, ANN202
-            p = np.ascontiguousarray(y.partials).reshape((y.size, y.partials.shape[-1]))
-            out[:, start : start + width] = p[:, :width]
+            # Loops, not out[:, a:b] = p[:, :w]: Numba's slice assignment costs seconds to compile.
+            flat = np.ascontiguousarray(y.partials).ravel()
+            K = y.partials.shape[-1]
+            for i in range(out.shape[0]):
+                for k in range(width):
+                    out[i, start + k] = flat[i * K + k]
 
         return store_array
     return lambda y, out, start, width: None  # a constant output: its partials stay zero
@@ -89,7 +94,8 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
         n = x.size
         K = len(k_marker)
         first = min(K, n)
-        y = f(seeded(x, k_marker, 0, first), *args)
+        zero = n - n  # not the literal 0, which would compile a second copy of seeded
+        y = f(seeded(x, k_marker, zero, first), *args)
         jac = np.zeros((out_size(y), n))
         store(y, jac, 0, first)
         value = out_value(y)
