@@ -507,6 +507,40 @@ def _scale(d: Any, p: Any) -> Any:
     return _zero_tangent_stays_zero(d[..., None], p)
 
 
+#: Partials of at least this many entries combine in one compiled pass (dualad.numba.kernels)
+#: instead of NumPy's passes with temporaries; below it NumPy's lower call cost wins.
+FUSED_MIN_ENTRIES = 1 << 16
+_kernels: Any = None
+
+
+def _fused(terms: list[tuple[Any, Any]], y: Any) -> Any:
+    """The tangent sum by a fused kernel, or None when a term is not plain float64 data."""
+    global _kernels
+    if len(terms) > 2 or y.__class__ is not np.ndarray:
+        return None
+    shape = terms[0][1].shape
+    rows = []
+    for d, p in terms:
+        if p.__class__ is not np.ndarray or p.dtype != np.float64 or p.shape != shape:
+            return None
+        if not p.flags.c_contiguous:
+            return None
+        if d.__class__ is not np.ndarray:
+            if d.__class__ is Dual or np.ndim(d) != 0:
+                return None
+            d = np.full(shape[:-1], d, dtype=np.float64)
+        elif d.shape != shape[:-1] or d.dtype != np.float64:
+            return None
+        rows.append((np.ascontiguousarray(d).reshape(-1), p.reshape(-1, shape[-1])))
+    if _kernels is None:
+        from .numba import kernels
+
+        _kernels = kernels
+    if len(rows) == 1:
+        return _kernels.scaled(*rows[0]).reshape(shape)
+    return _kernels.combined(*rows[0], *rows[1]).reshape(shape)
+
+
 def _zero_tangent_stays_zero(d: Any, p: Any) -> Any:
     """``d * p``, but 0 where ``p == 0`` even if ``d`` is infinite or NaN.
 
@@ -542,6 +576,7 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
         )
     tangent_sum = None
     k = 0
+    terms = []
     for a, partial in zip(args, rule.partials):
         if a.__class__ is not Dual or a._tag != tag or partial is None:
             continue
@@ -549,8 +584,13 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
             raise DualError(f"{rule.name} is not differentiable in this argument")
         p = a._partials
         k = p.shape[-1]
-        contribution = _scale(partial(*vals, y) if callable(partial) else partial, p)
-        tangent_sum = contribution if tangent_sum is None else tangent_sum + contribution
+        terms.append((partial(*vals, y) if callable(partial) else partial, p))
+    if terms and terms[0][1].size >= FUSED_MIN_ENTRIES:
+        tangent_sum = _fused(terms, y)
+    if tangent_sum is None:
+        for d, p in terms:
+            contribution = _scale(d, p)
+            tangent_sum = contribution if tangent_sum is None else tangent_sum + contribution
     if tangent_sum is None:  # every Dual argument enters through a zero partial
         k = next(a._partials.shape[-1] for a in args if a.__class__ is Dual and a._tag == tag)
         tangent_sum = np.zeros(np.shape(y) + (k,), dtype=_dtype_of(y))

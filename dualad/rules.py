@@ -100,8 +100,8 @@ def _power_base_partial(power: Callable[..., Any]) -> Callable[..., Any]:
     """
 
     def d(x: Any, p: Any, y: Any) -> Any:
-        if _is_plain_number(p):
-            return 0.0 if p == 0 else p * power(x, float(p) - 1.0)
+        if _is_plain_number(p):  # p - 1 stays an integer for an integer p: x**2 -> 2 * x**1
+            return 0.0 if p == 0 else p * power(x, p - 1)
         safe_x = np.where((p == 0) & (x == 0), 1.0, x)
         return p * power(safe_x, p - 1.0)
 
@@ -381,6 +381,7 @@ def register_rule(func: Callable[..., Any], *partials: Partial, name: str | None
     label = name or getattr(func, "__name__", repr(func))
     dispatching.__name__ = label
     dispatching.__doc__ = getattr(func, "__doc__", None)
+    dispatching._dualad_raw = raw  # type: ignore[attr-defined]  # what compiled code computes
     rule = Rule(label, dispatching, tuple(partials))
     RULES[raw] = rule
     RULES[dispatching] = rule

@@ -229,7 +229,8 @@ def _float64_point(x: Any) -> np.ndarray:
     """The point as the contiguous float64 array the compiled engine takes (it copies it)."""
     if type(x) is np.ndarray and x.dtype is _FLOAT64 and x.flags.c_contiguous:
         return x
-    return np.ascontiguousarray(_as_input(x), dtype=np.float64)
+    point = np.asarray(_as_input(x), dtype=np.float64)  # a 0-d point stays 0-d: f gets a Dual
+    return point if point.flags.c_contiguous else point.copy()
 
 
 def _check_mode(mode: str) -> None:

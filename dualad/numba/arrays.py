@@ -25,6 +25,7 @@ from .dualtypes import (
     dual_dtype,
     make_dual,
     make_dual_array,
+    tuple_source,
 )
 from .scalars import refuse
 
@@ -55,10 +56,6 @@ def _element_partials(array: DualArrayType, index: Any) -> tuple[str, list[str]]
     return lead, [f"a.partials[{lead}, {k}]" for k in range(array.K)]
 
 
-def _tuple(items: list[str]) -> str:
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
 @overload(operator.getitem)
 def _getitem(a, idx):  # noqa: ANN001
     if not isinstance(a, DualArrayType):
@@ -66,8 +63,10 @@ def _getitem(a, idx):  # noqa: ANN001
     element = _element_partials(a, idx)
     if element is not None:
         lead, parts = element
+        reads = "".join(f"    e{k} = {part}\n" for k, part in enumerate(parts))
+        names = tuple_source([f"e{k}" for k in range(a.K)])
         return _generate(
-            f"def impl(a, idx):\n    return make_dual(a.value[{lead}], {_tuple(parts)})\n"
+            f"def impl(a, idx):\n{reads}    return make_dual(a.value[{lead}], {names})\n"
         )
     return _generate(
         f"def impl(a, idx):\n    return make_dual_array(a.value[idx], a.partials[idx], {a.K})\n"
@@ -81,12 +80,21 @@ _LOST_IN_FLOAT_ARRAY = (
 )
 
 
+_WRITE_INTO_INPUT = (
+    "the function writes into its input array. In compiled code the input is read-only (its "
+    "buffers are shared between passes, as JAX's arrays are immutable); copy it first, "
+    "x = x.copy(), or write into a new array from np.empty_like(x)."
+)
+
+
 @overload(operator.setitem)
 def _setitem(a, idx, val):  # noqa: ANN001
     if isinstance(a, types.Array) and isinstance(val, (DualType, DualArrayType)):
         refuse(_LOST_IN_FLOAT_ARRAY)
     if not isinstance(a, DualArrayType):
         return None
+    if not a.value_type.mutable:
+        refuse(_WRITE_INTO_INPUT)
     element = _element_partials(a, idx)
     if element is not None:
         lead, _ = element

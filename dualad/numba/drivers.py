@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .dualtypes import DualArrayType, DualType, make_dual_array
+from .dualtypes import DualArrayType, DualType, make_dual, make_dual_array, readonly, tuple_source
 
 
 def out_size(y):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the overload below
@@ -39,7 +39,9 @@ def _out_size(y):  # noqa: ANN001
 @overload(out_value)
 def _out_value(y):  # noqa: ANN001
     if isinstance(y, DualArrayType):
-        return lambda y: y.value  # made inside f, from the driver's own copy of x
+        if y.value_type.mutable:
+            return lambda y: y.value  # made inside f: not shared
+        return lambda y: y.value.copy()  # f returned (a view of) its input
     if isinstance(y, types.Array):
         return lambda y: y.astype(np.float64)
     if isinstance(y, DualType):
@@ -71,51 +73,92 @@ def _store(y, out, start, width):  # noqa: ANN001
     return lambda y, out, start, width: None  # a constant output: its partials stay zero
 
 
-@numba.njit
-def seeded(x, k_marker, start, width):  # noqa: ANN001, ANN201
-    """``x`` (copied) carrying basis directions ``start ... start + width - 1`` of ``x.ravel()``."""
+def as_input(point, directions, k_marker):  # noqa: ANN001, ANN201
+    """What f receives: a DualArray, or a Dual for a 0-d point (f of a scalar)."""
+
+
+@overload(as_input)
+def _as_input(point, directions, k_marker):  # noqa: ANN001
+    if point.ndim > 0:
+        return lambda point, directions, k_marker: make_dual_array(point, directions, k_marker)
     K = len(k_marker)
-    partials = np.zeros(x.shape + (K,))
-    flat = partials.reshape((x.size, K))
+    reads = "".join(f"    e{k} = directions[{k}]\n" for k in range(K))
+    env = {"make_dual": make_dual}
+    names = tuple_source([f"e{k}" for k in range(K)])
+    source = (
+        f"def impl(point, directions, k_marker):\n{reads}    return make_dual(point[()], {names})\n"
+    )
+    exec(source, env)  # noqa: S102
+    return env["impl"]
+
+
+@numba.njit
+def set_seed(flat, start, width, one):  # noqa: ANN001, ANN201
+    """Directions ``start ... start + width - 1`` of the seed set to ``one`` (1, or 0 to clear)."""
     for k in range(width):
-        flat[start + k, k] = 1.0
-    return make_dual_array(x.copy(), partials, k_marker)
+        flat[start + k, k] = one
 
 
 def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
     """A driver ``(x, *args) -> (f(x), J as (m, n))``, one call of f per chunk of K columns.
 
     ``f`` and ``k_marker`` are constants of the compiled driver, so a call dispatches on the
-    argument types only (Numba's fast path for arrays).
+    argument types only (Numba's fast path for arrays).  f sees x and the seed read-only, so
+    both are shared by all passes: moving to the next chunk rewrites K entries of the seed.
     """
 
     @numba.njit
     def value_and_jacobian(x, *args):  # noqa: ANN001, ANN202
         n = x.size
         K = len(k_marker)
-        first = min(K, n)
-        zero = n - n  # not the literal 0, which would compile a second copy of seeded
-        y = f(seeded(x, k_marker, zero, first), *args)
+        seed = np.zeros(x.shape + (K,))
+        flat = seed.reshape((n, K))
+        point, directions = readonly(x), readonly(seed)
+        start = n - n  # not the literal 0, which would compile second copies of the helpers
+        width = min(K, n)
+        set_seed(flat, start, width, 1.0)
+        y = f(as_input(point, directions, k_marker), *args)
         jac = np.zeros((out_size(y), n))
-        store(y, jac, 0, first)
         value = out_value(y)
+        store(y, jac, start, width)
         for start in range(K, n, K):
-            y = f(seeded(x, k_marker, start, min(K, n - start)), *args)
-            store(y, jac, start, min(K, n - start))
+            set_seed(flat, start - K, K, 0.0)
+            width = min(K, n - start)
+            set_seed(flat, start, width, 1.0)
+            y = f(as_input(point, directions, k_marker), *args)
+            store(y, jac, start, width)
         return value, jac
 
     return value_and_jacobian
 
 
+def out_tangent(y, k_marker):  # noqa: ANN001, ANN201
+    """The output's partials, shape ``y.shape + (K,)``; zeros for an output that is no Dual."""
+
+
+@overload(out_tangent)
+def _out_tangent(y, k_marker):  # noqa: ANN001
+    if isinstance(y, DualArrayType):
+        if y.partials_type.mutable:
+            return lambda y, k_marker: y.partials  # made inside f: not shared
+        return lambda y, k_marker: y.partials.copy()  # f returned (a view of) its input
+    if isinstance(y, DualType):
+        return lambda y, k_marker: np.array(y.partials)
+    if isinstance(y, types.Array):
+        return lambda y, k_marker: np.zeros(y.shape + (len(k_marker),))
+    return lambda y, k_marker: np.zeros(len(k_marker))
+
+
 def make_jvp(f, k_marker):  # noqa: ANN001, ANN201
-    """A driver ``(x, directions, *args) -> (f(x), J @ directions as (m, K))``."""
+    """A driver ``(x, directions, *args) -> (f(x), J @ directions of shape f(x).shape + (K,))``.
+
+    f reads x and the directions in place, typed read-only: no copies.
+    """
 
     @numba.njit
     def jvp(x, directions, *args):  # noqa: ANN001, ANN202
-        y = f(make_dual_array(x.copy(), directions.copy(), k_marker), *args)
-        tangent = np.zeros((out_size(y), len(k_marker)))
-        store(y, tangent, 0, len(k_marker))
-        return out_value(y), tangent
+        y = f(as_input(readonly(x), readonly(directions), k_marker), *args)
+        return out_value(y), out_tangent(y, k_marker)
 
     return jvp
 

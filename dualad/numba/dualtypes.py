@@ -81,6 +81,11 @@ make_attribute_wrapper(DualArrayType, "value", "value")
 make_attribute_wrapper(DualArrayType, "partials", "partials")
 
 
+def tuple_source(names: list[str]) -> str:
+    """Python source of a tuple display of ``names`` (simple names only, see the rule impls)."""
+    return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+
+
 def _k_of(marker) -> int | None:  # noqa: ANN001
     """K from a compile-time marker: an integer literal or a tuple of K entries."""
     if isinstance(marker, types.IntegerLiteral):
@@ -125,6 +130,20 @@ def make_dual_array(typingctx, value, partials, k_marker):  # noqa: ANN001
         return arr._getvalue()
 
     return result(value, partials, k_marker), codegen
+
+
+@intrinsic
+def readonly(typingctx, array):  # noqa: ANN001
+    """The same array, typed read-only: Numba then refuses writes into it at compile time."""
+    if not isinstance(array, types.Array):
+        return None
+    result = array.copy(readonly=True)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        context.nrt.incref(builder, sig.args[0], args[0])
+        return args[0]
+
+    return result(array), codegen
 
 
 @intrinsic

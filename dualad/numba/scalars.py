@@ -11,7 +11,7 @@ small implementation is generated with the K partials unrolled, e.g. for ``x * c
         return make_dual(y, (p1[0] * c1, p1[1] * c1))
 
 ``d1`` is the rule's own partial, compiled by Numba: no derivative formula is written here.
-A local derivative that is infinite or NaN multiplies a zero tangent into 0, as in the NumPy
+A zero tangent stays 0 even where the local derivative is infinite or NaN, as in the NumPy
 engine.
 """
 
@@ -28,11 +28,12 @@ import numba
 import numpy as np
 from numba import types
 from numba.core import errors
+from numba.core.registry import CPUDispatcher
 from numba.extending import overload
 
 from .. import rules
 from ..dual import label
-from .dualtypes import DualArrayType, DualType, make_dual
+from .dualtypes import DualArrayType, DualType, make_dual, tuple_source
 
 #: Messages of dualad's own refusals met while typing; the driver reports them instead of
 #: Numba's long list of candidate signatures.
@@ -58,7 +59,19 @@ _jitted: dict[Any, Any] = {}
 def _substitutes() -> dict[Any, Any]:
     if not _SUBSTITUTES:
         _SUBSTITUTES[rules._is_plain_number] = numba.njit(lambda p: True)
+        # Numba computes np.power(x, 2) by pow() but x ** 2 by multiplication: same values.
+        _SUBSTITUTES[np.power] = numba.njit(lambda x, p: x**p, error_model="numpy")
     return _SUBSTITUTES
+
+
+def _compiled_value(value: Any) -> Any:
+    """What a global or closure variable of a partial becomes in compiled code."""
+    if isinstance(value, pytypes.FunctionType):
+        return jit_function(value)
+    try:
+        return _substitutes().get(value, value)
+    except TypeError:  # unhashable: an array or list constant
+        return value
 
 
 def jit_function(fn: Callable[..., Any]) -> Any:
@@ -75,23 +88,15 @@ def jit_function(fn: Callable[..., Any]) -> Any:
         return _jitted[fn]
     if not isinstance(fn, pytypes.FunctionType):
         return fn  # a ufunc, a math function, a dispatcher: Numba knows it
-    names = set(fn.__code__.co_names)
     namespace = dict(fn.__globals__)
-    for name in names & namespace.keys():
-        if isinstance(namespace[name], pytypes.FunctionType):
-            namespace[name] = jit_function(namespace[name])
+    for name in set(fn.__code__.co_names) & namespace.keys():
+        namespace[name] = _compiled_value(namespace[name])
     cells = None
     if fn.__closure__:
-        cells = tuple(
-            pytypes.CellType(
-                jit_function(c.cell_contents)
-                if isinstance(c.cell_contents, pytypes.FunctionType)
-                else c.cell_contents
-            )
-            for c in fn.__closure__
-        )
+        cells = tuple(pytypes.CellType(_compiled_value(c.cell_contents)) for c in fn.__closure__)
     rebuilt = pytypes.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, cells)
-    _jitted[fn] = numba.njit(rebuilt)
+    # NumPy's error model: a local derivative 0.5 / sqrt(0) is inf (then masked), not an error.
+    _jitted[fn] = numba.njit(rebuilt, error_model="numpy")
     return _jitted[fn]
 
 
@@ -114,12 +119,12 @@ def _compiled_partial(rule: rules.Rule, i: int, argtypes: tuple[Any, ...]) -> An
 # --- generating implementations ------------------------------------------------------------------
 
 
-def _tuple(items: list[str]) -> str:
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
 def _zero_safe(p: str, c: str) -> str:
-    return f"(0.0 if {p} == 0.0 else {p} * {c})"
+    """``p * c``, but 0 for a zero tangent ``p`` even where ``c`` is infinite or NaN.
+
+    A select rather than a branch on ``c``, so that loops over Duals can still be vectorised.
+    """
+    return f"({p} * {c} if {p} != 0.0 else 0.0)"
 
 
 _impls: dict[Any, Callable[..., Any]] = {}
@@ -155,14 +160,15 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
             continue
         env[f"d{i}"] = _compiled_partial(rule, i, argtypes)
         body.append(f"c{i} = d{i}({values}, y)")
-        body.append(f"if math.isfinite(c{i}):")
-        body.append(f"    t{i} = {_tuple([f'p{i}[{k}] * c{i}' for k in range(K)])}")
-        body.append("else:")
-        body.append(f"    t{i} = {_tuple([_zero_safe(f'p{i}[{k}]', f'c{i}') for k in range(K)])}")
+        body.extend(f"t{i}_{k} = {_zero_safe(f'p{i}[{k}]', f'c{i}')}" for k in range(K))
         for k in range(K):
-            terms[k].append(f"t{i}[{k}]")
-    sums = [" + ".join(t).replace("+ -", "- ") if t else "0.0" for t in terms]
-    body.append(f"return make_dual(y, {_tuple(sums)})")
+            terms[k].append(f"t{i}_{k}")
+    # One statement per entry: Numba mis-reads a tuple display of more than 30 expressions.
+    body.extend(
+        f"s{k} = " + (" + ".join(t).replace("+ -", "- ") if t else "0.0")
+        for k, t in enumerate(terms)
+    )
+    body.append(f"return make_dual(y, {tuple_source([f's{k}' for k in range(K)])})")
     source = f"def impl({_names(len(argtypes))}):\n" + "".join(f"    {line}\n" for line in body)
     exec(compile(source, f"<dualad rule {rule.name}>", "exec"), env)  # noqa: S102
     _impls[key] = env["impl"]
@@ -194,6 +200,8 @@ def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: An
     """An overload typer that applies a rule to Duals (mixed with real numbers)."""
 
     def select(*argtypes: Any) -> Any:
+        if isinstance(primal, CPUDispatcher) and all(isinstance(t, _REAL) for t in argtypes):
+            return _generate_call(primal, len(argtypes))  # a registered function on floats
         if not _dual_args(argtypes):
             return None
         rule = rule_of()
@@ -202,6 +210,12 @@ def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: An
         return rule_impl(rule, primal, argtypes)
 
     return _with_arity(nin, select)
+
+
+def _generate_call(fn: Any, nin: int) -> Callable[..., Any]:
+    env = {"fn": fn}
+    exec(f"def impl({_names(nin)}):\n    return fn({_names(nin)})\n", env)  # noqa: S102
+    return env["impl"]
 
 
 def _no_rule_message(name: str) -> str:
@@ -263,6 +277,8 @@ _MATH = {
     "fmod": np.fmod, "degrees": np.rad2deg, "radians": np.deg2rad, "log": np.log,
     "exp2": np.exp2, "cbrt": np.cbrt,
 }  # fmt: skip
+#: math functions Numba cannot compile even on floats: the NumPy twin computes their value.
+_MATH_NOT_IN_NUMBA = ("fmod", "cbrt")
 _MATH_SCIPY = {"erf": "erf", "erfc": "erfc", "lgamma": "gammaln"}
 _MATH_VALUE_ONLY = ("floor", "ceil", "trunc", "isnan", "isinf", "isfinite")
 
@@ -298,24 +314,33 @@ def _overload(func: Any, typer: Callable[..., Any]) -> None:
         overload(func)(typer)
 
 
+def _primal_of(key: Any) -> Any:
+    """What computes the value in compiled code: a ufunc or NumPy function itself, or the
+    compiled source of a Python function given to ``register_rule``."""
+    raw = getattr(key, "_dualad_raw", None)
+    return jit_function(raw) if raw is not None else key
+
+
 def register_table() -> None:
     """Overload every rule of the table not yet overloaded (rules registered later included)."""
     for key, rule in list(rules.RULES.items()):
-        if isinstance(key, np.ufunc) and key not in _registered:
-            _overload(key, _typer(label(key), lambda r=rule: r, key, rule.nin))
+        if key in _registered or not (isinstance(key, np.ufunc) or rule.func is key):
+            continue  # the raw function behind a register_rule wrapper is not what users call
+        _overload(key, _typer(label(key), lambda r=rule: r, _primal_of(key), rule.nin))
     global _fixed_done
     if _fixed_done:
         return
     _fixed_done = True
-    for op, ufunc in _OPERATORS.items():
+    for op, ufunc in _OPERATORS.items():  # the value is computed as in the user's float code
         rule = rules.RULES[ufunc]
-        _overload(op, _typer(label(ufunc), lambda r=rule: r, ufunc, rule.nin))
+        _overload(op, _typer(label(ufunc), lambda r=rule: r, op, rule.nin))
     for name, ufunc in _MATH.items():
         if hasattr(math, name):
             rule = rules.RULES[ufunc]
+            primal = ufunc if name in _MATH_NOT_IN_NUMBA else getattr(math, name)
             _overload(
                 getattr(math, name),
-                _typer(f"math.{name}", lambda r=rule: r, getattr(math, name), rule.nin),
+                _typer(f"math.{name}", lambda r=rule: r, primal, rule.nin),
             )
     for name, special in _MATH_SCIPY.items():
         _overload(
