@@ -105,6 +105,8 @@ def driver(f: Callable[..., Any], kind: str, K: int) -> Any:
         scalars.register_table()
         if kind == "value_and_jacobian":
             _drivers[key] = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
+        elif kind == "jacobian":
+            _drivers[key] = drivers.make_jacobian(driver(f, "value_and_jacobian", K))
         elif kind == "jvp":
             _drivers[key] = drivers.make_jvp(for_duals(f), (0.0,) * K)
         elif kind == "batch_jvp":

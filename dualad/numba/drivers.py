@@ -20,6 +20,17 @@ def out_size(y):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the ov
     """Number of output entries (1 for a scalar)."""
 
 
+def out_shape(y):  # noqa: ANN001, ANN201
+    """The output's shape (``()`` for a scalar)."""
+
+
+@overload(out_shape)
+def _out_shape(y):  # noqa: ANN001
+    if isinstance(y, (DualArrayType, types.Array)):
+        return lambda y: y.shape
+    return lambda y: ()
+
+
 def out_value(y):  # noqa: ANN001, ANN201
     """The output's value as a float64 array of its shape (0-d for a scalar), not shared with
     the caller's data."""
@@ -100,7 +111,8 @@ def set_seed(flat, start, width, one):  # noqa: ANN001, ANN201
 
 
 def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
-    """A driver ``(x, *args) -> (f(x), J as (m, n))``, one call of f per chunk of K columns.
+    """A driver ``(x, *args) -> (f(x), J)``, J of shape f(x).shape + x.shape, from one call of f
+    per chunk of K columns.
 
     ``f`` and ``k_marker`` are constants of the compiled driver, so a call dispatches on the
     argument types only (Numba's fast path for arrays).  f sees x and the seed read-only, so
@@ -127,9 +139,19 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
             set_seed(flat, start, width, 1.0)
             y = f(as_input(point, directions, k_marker), *args)
             store(y, jac, start, width)
-        return value, jac
+        return value, jac.reshape(out_shape(y) + x.shape)
 
     return value_and_jacobian
+
+
+def make_jacobian(value_and_jacobian):  # noqa: ANN001, ANN201
+    """The driver ``(x, *args) -> J``: one array to hand back to Python instead of two."""
+
+    @numba.njit
+    def jacobian(x, *args):  # noqa: ANN001, ANN202
+        return value_and_jacobian(x, *args)[1]
+
+    return jacobian
 
 
 def out_tangent(y, k_marker):  # noqa: ANN001, ANN201

@@ -64,8 +64,27 @@ def _substitutes() -> dict[Any, Any]:
     return _SUBSTITUTES
 
 
+_scalar_numpy: Any = None
+
+
+def _numpy_for_scalars() -> Any:
+    """NumPy as the partials see it in compiled code: ``np.where(c, a, b)`` is ``a if c else b``.
+
+    Every value there is a scalar, and Numba's own np.where would build 0-d arrays, costing about
+    a second of compilation for the power rule alone.
+    """
+    global _scalar_numpy
+    if _scalar_numpy is None:
+        _scalar_numpy = pytypes.ModuleType("numpy")
+        _scalar_numpy.__dict__.update(np.__dict__)
+        _scalar_numpy.where = numba.njit(lambda c, a, b: a if c else b)
+    return _scalar_numpy
+
+
 def _compiled_value(value: Any) -> Any:
     """What a global or closure variable of a partial becomes in compiled code."""
+    if value is np:
+        return _numpy_for_scalars()
     if isinstance(value, pytypes.FunctionType):
         return jit_function(value)
     try:
@@ -160,7 +179,13 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
             continue
         env[f"d{i}"] = _compiled_partial(rule, i, argtypes)
         body.append(f"c{i} = d{i}({values}, y)")
-        body.extend(f"t{i}_{k} = {_zero_safe(f'p{i}[{k}]', f'c{i}')}" for k in range(K))
+        if K == 1:
+            body.extend(f"t{i}_{k} = {_zero_safe(f'p{i}[{k}]', f'c{i}')}" for k in range(K))
+        else:
+            body.append(f"if math.isfinite(c{i}):")
+            body.extend(f"    t{i}_{k} = p{i}[{k}] * c{i}" for k in range(K))
+            body.append("else:")
+            body.extend(f"    t{i}_{k} = {_zero_safe(f'p{i}[{k}]', f'c{i}')}" for k in range(K))
         for k in range(K):
             terms[k].append(f"t{i}_{k}")
     # One statement per entry: Numba mis-reads a tuple display of more than 30 expressions.
