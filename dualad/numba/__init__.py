@@ -71,7 +71,8 @@ _LOCATION = re.compile(r'File "([^"]+)", line (\d+):')
 def _where(message: str) -> str:
     """The first source location outside dualad that Numba's message names (the user's line)."""
     for path, line in _LOCATION.findall(message):
-        if "dualad" not in path.replace("\\", "/").split("/")[-3:-1]:
+        generated = path.startswith("<")  # dualad's generated overloads
+        if not generated and "dualad" not in path.replace("\\", "/").split("/")[-3:-1]:
             return f" (at {path}, line {line})"
     return ""
 
@@ -134,9 +135,10 @@ def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ..
         return compiled(*arguments)
     except errors.TypingError as exc:
         message = str(exc)
-        if scalars.problems:
-            problem = scalars.problems[0]
-            scalars.problems.clear()
+        known = [m for m in scalars.refusals if m in message]
+        problem = scalars.problems[0] if scalars.problems else known[0] if known else None
+        scalars.problems.clear()
+        if problem is not None:
             raise DualError(problem + _where(message)) from None
         failed[getattr(f, "py_func", f)] = message
         raise NotCompilable(

@@ -42,9 +42,15 @@ problems: list[str] = []
 _REAL = (types.Float, types.Integer, types.Boolean)
 
 
+#: Every refusal message so far: Numba re-raises a failed compilation from its cache without
+#: typing again, and the driver finds dualad's message in the text then.
+refusals: set[str] = set()
+
+
 def refuse(message: str) -> None:
     """Record a dualad error and stop typing (Numba then reports the call as untypeable)."""
     problems.append(message)
+    refusals.add(message)
     raise errors.TypingError(message)
 
 
@@ -230,9 +236,11 @@ def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: An
         if not _dual_args(argtypes):
             return None
         rule = rule_of()
-        if rule is None:
-            refuse(_no_rule_message(func_label))
-        return rule_impl(rule, primal, argtypes)
+        if rule is not None:
+            return rule_impl(rule, primal, argtypes)
+        if rules.is_zero_derivative(primal):
+            return _value_only_impl(primal, argtypes)
+        refuse(_no_rule_message(func_label))
 
     return _with_arity(nin, select)
 
@@ -251,18 +259,22 @@ def _no_rule_message(name: str) -> str:
     )
 
 
+def _value_only_impl(fn: Any, argtypes: tuple[Any, ...]) -> Callable[..., Any]:
+    """``fn`` of the values of the Dual arguments (the others as they are)."""
+    reads = [f"x{i}.value" if isinstance(t, DualType) else f"x{i}" for i, t in enumerate(argtypes)]
+    env = {"fn": fn}
+    source = f"def impl({_names(len(argtypes))}):\n    return fn({', '.join(reads)})\n"
+    exec(source, env)  # noqa: S102
+    return env["impl"]
+
+
 def _value_only(fn: Any, nin: int):
     """An overload typer computing ``fn`` on the values of Duals (zero derivative)."""
 
     def select(*argtypes: Any) -> Any:
         if not any(isinstance(t, DualType) for t in argtypes):
             return None
-        reads = [
-            f"x{i}.value" if isinstance(t, DualType) else f"x{i}" for i, t in enumerate(argtypes)
-        ]
-        env = {"fn": fn}
-        exec(f"def impl({_names(nin)}):\n    return fn({', '.join(reads)})\n", env)  # noqa: S102
-        return env["impl"]
+        return _value_only_impl(fn, argtypes)
 
     return _with_arity(nin, select)
 
@@ -312,11 +324,6 @@ _COMPARISONS = (
     operator.floordiv, operator.ifloordiv,
 )  # fmt: skip
 
-_NUMPY_VALUE_ONLY = (
-    np.sign, np.floor, np.ceil, np.trunc, np.rint, np.floor_divide, np.heaviside, np.signbit,
-    np.isnan, np.isinf, np.isfinite, np.less, np.less_equal, np.greater, np.greater_equal,
-    np.equal, np.not_equal,
-)  # fmt: skip
 
 _registered: set[Any] = set()
 _fixed_done = False
@@ -346,27 +353,42 @@ def _primal_of(key: Any) -> Any:
     return jit_function(raw) if raw is not None else key
 
 
+def _ufunc_typer(ufunc: np.ufunc) -> Callable[..., Any]:
+    """A ufunc on Duals: its rule as the table has it when the call is typed (so a rule
+    registered later is seen), its value alone if it has zero derivative, else a refusal."""
+
+    def rule_of() -> rules.Rule | None:
+        rule = rules.lookup(ufunc)
+        if rule is None and not rules.is_zero_derivative(ufunc):
+            refuse(_no_rule_message(label(ufunc)))
+        return rule
+
+    return _typer(label(ufunc), rule_of, ufunc, ufunc.nin)
+
+
 def register_table() -> None:
-    """Overload every rule of the table not yet overloaded (rules registered later included)."""
+    """Overload what the rule table holds, including rules registered since the last call."""
     for key, rule in list(rules.RULES.items()):
-        if key in _registered or not (isinstance(key, np.ufunc) or rule.func is key):
-            continue  # the raw function behind a register_rule wrapper is not what users call
-        _overload(key, _typer(label(key), lambda r=rule: r, _primal_of(key), rule.nin))
+        if isinstance(key, np.ufunc):
+            _overload(key, _ufunc_typer(key))
+        elif rule.func is key:  # np.sinc, or what register_rule returned for a Python function
+            _overload(
+                key, _typer(label(key), lambda k=key: rules.lookup(k), _primal_of(key), rule.nin)
+            )
     global _fixed_done
     if _fixed_done:
         return
     _fixed_done = True
+    for name in dir(np):
+        if isinstance(getattr(np, name), np.ufunc):
+            _overload(getattr(np, name), _ufunc_typer(getattr(np, name)))
     for op, ufunc in _OPERATORS.items():  # the value is computed as in the user's float code
-        rule = rules.RULES[ufunc]
-        _overload(op, _typer(label(ufunc), lambda r=rule: r, op, rule.nin))
+        _overload(op, _typer(label(ufunc), lambda u=ufunc: rules.lookup(u), op, ufunc.nin))
     for name, ufunc in _MATH.items():
         if hasattr(math, name):
-            rule = rules.RULES[ufunc]
             primal = ufunc if name in _MATH_NOT_IN_NUMBA else getattr(math, name)
-            _overload(
-                getattr(math, name),
-                _typer(f"math.{name}", lambda r=rule: r, primal, rule.nin),
-            )
+            rule_of = lambda u=ufunc: rules.lookup(u)  # noqa: E731
+            _overload(getattr(math, name), _typer(f"math.{name}", rule_of, primal, ufunc.nin))
     for name, special in _MATH_SCIPY.items():
         _overload(
             getattr(math, name),
@@ -374,8 +396,8 @@ def register_table() -> None:
         )
     for op in _COMPARISONS:
         _overload(op, _value_only(op, 2))
-    for ufunc in _NUMPY_VALUE_ONLY:
-        _overload(ufunc, _value_only(ufunc, ufunc.nin))
+    for fn in (np.round, np.around):
+        _overload(fn, _value_only(fn, 1))
     for name in _MATH_VALUE_ONLY:
         _overload(getattr(math, name), _value_only(getattr(math, name), 1))
     _overload(builtins.round, _value_only(builtins.round, 1))
@@ -389,7 +411,3 @@ def register_table() -> None:
         fn = getattr(math, name)
         if callable(fn) and fn not in _registered and not name.startswith("_"):
             _overload(fn, _refusal(_no_rule_message(f"math.{name}")))
-    for name in dir(np):
-        fn = getattr(np, name)
-        if isinstance(fn, np.ufunc) and fn not in _registered and fn not in rules.ZERO_DERIVATIVE:
-            _overload(fn, _refusal(_no_rule_message(f"np.{name}")))
