@@ -827,3 +827,55 @@ def test_batch_jacobian_of_a_vector_output_with_args():
     for b in range(6):
         np.testing.assert_array_equal(jacs[b], da.jacobian(pde_residual, us[b], args=args))
         assert_close(jacs[b], pde_jac(us[b]))
+
+
+# --- ownership: what the drivers hand out is never shared ----------------------------------------
+
+
+@numba.njit
+def identity(x):
+    return x
+
+
+@numba.njit
+def writes_into_its_input(x):
+    x[0] = 1.0
+    return x
+
+
+def test_results_share_nothing_with_the_input_or_the_next_call():
+    x = np.array([1.0, 2.0])
+    jac = da.jacobian(identity, x)  # the output's partials are the read-only seed: copied
+    jac[0, 0] = 5.0
+    np.testing.assert_array_equal(da.jacobian(identity, x), np.eye(2))
+    value, tangent = da.jvp(identity, x, np.array([1.0, 0.0]))
+    value[0] = tangent[0] = 7.0
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+    np.testing.assert_array_equal(da.jvp(identity, x, np.array([1.0, 0.0]))[1], [1.0, 0.0])
+
+
+def test_writing_into_the_input_is_refused():
+    with pytest.raises(da.DualError, match=r"writes into its input.*x = x\.copy\(\)"):
+        da.jacobian(writes_into_its_input, np.array([1.0, 2.0]), engine="numba")
+
+
+def test_ready_driver_path_follows_shape_and_argument_changes():
+    # After a first compiled call, jacobian() goes straight to the driver; a new shape, a float32
+    # point or a Dual argument must take the full path and still give the right answer.
+    u, source, left, right = pde_point(5)
+    args = (source, left, right)
+    np.testing.assert_allclose(da.jacobian(pde_residual, u, args=args), pde_jac(u))
+    np.testing.assert_allclose(da.jacobian(pde_residual, u, args=args), pde_jac(u))
+    u7, source7, _, _ = pde_point(7)
+    np.testing.assert_allclose(
+        da.jacobian(pde_residual, u7, args=(source7, left, right)), pde_jac(u7)
+    )
+    np.testing.assert_allclose(
+        da.jacobian(pde_residual, u.astype(np.float32), args=args), pde_jac(u), rtol=1e-6
+    )
+    # a Dual argument (a derivative with respect to a parameter): the NumPy engine takes it;
+    # J does not depend on the boundary value, and the residual's first entry does, by 1 / h**2
+    d_jac = da.derivative(lambda a: da.jacobian(pde_residual, u, args=(source, a, right)), left)
+    np.testing.assert_array_equal(d_jac, np.zeros((5, 5)))
+    d_value = da.derivative(lambda a: da.jvp(pde_residual, u, u, args=(source, a, right))[0], left)
+    np.testing.assert_allclose(d_value, [36.0, 0, 0, 0, 0], rtol=1e-12)

@@ -31,6 +31,31 @@ def _out_shape(y):  # noqa: ANN001
     return lambda y: ()
 
 
+def one_pass_jacobian(y, shape):  # noqa: ANN001, ANN201
+    """J from a pass that carried all n directions, of shape ``y.shape + shape``: the output's
+    own partials when f made them (contiguous, not shared with the input), else a copy."""
+
+
+@overload(one_pass_jacobian)
+def _one_pass_jacobian(y, shape):  # noqa: ANN001
+    if (
+        isinstance(y, DualArrayType)
+        and y.partials_type.mutable
+        and y.partials_type.layout == "C"
+    ):
+        return lambda y, shape: y.partials.reshape(y.shape + shape)
+
+    def copied(y, shape):  # noqa: ANN001, ANN202
+        n = 1
+        for extent in shape:
+            n *= extent
+        jac = np.zeros((out_size(y), n))
+        store(y, jac, 0, n)
+        return jac.reshape(out_shape(y) + shape)
+
+    return copied
+
+
 def out_value(y):  # noqa: ANN001, ANN201
     """The output's value as a float64 array of its shape (0-d for a scalar), not shared with
     the caller's data."""
@@ -130,8 +155,10 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
         width = min(K, n)
         set_seed(flat, start, width, 1.0)
         y = f(as_input(point, directions, k_marker), *args)
-        jac = np.zeros((out_size(y), n))
         value = out_value(y)
+        if width == n:
+            return value, one_pass_jacobian(y, x.shape)
+        jac = np.zeros((out_size(y), n))
         store(y, jac, start, width)
         for start in range(K, n, K):
             set_seed(flat, start - K, K, 0.0)
