@@ -13,7 +13,15 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+def _compiled(kernel):  # noqa: ANN001, ANN202
+    """Compiled, and cached on disk where Numba finds a writable place (else per process)."""
+    try:
+        return numba.njit(cache=True)(kernel)
+    except RuntimeError:  # no cache locator: a read-only install without a user cache dir
+        return numba.njit(kernel)
+
+
+@_compiled
 def scaled(d, p):  # noqa: ANN001, ANN201
     """``d[i] * p[i, :]`` for d of shape (m,) and p of shape (m, k)."""
     out = np.empty_like(p)
@@ -25,7 +33,7 @@ def scaled(d, p):  # noqa: ANN001, ANN201
     return out
 
 
-@numba.njit(cache=True)
+@_compiled
 def combined(d1, p1, d2, p2):  # noqa: ANN001, ANN201
     """``d1[i] * p1[i, :] + d2[i] * p2[i, :]``, shapes as for :func:`scaled`."""
     out = np.empty_like(p1)
