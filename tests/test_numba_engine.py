@@ -20,6 +20,7 @@ import warnings
 import numba
 import numpy as np
 import pytest
+from test_api import rosenbrock_grad, rosenbrock_hess  # the hand-derived derivatives
 
 import dualad as da
 import dualad.numba as dn
@@ -60,23 +61,6 @@ def rosenbrock(x):
     for i in range(len(x) - 1):
         s += 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
     return s
-
-
-def rosenbrock_grad(x):
-    g = np.zeros_like(x)
-    g[:-1] = -400.0 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * (x[1:] - x[:-1] ** 2)
-    return g
-
-
-def rosenbrock_hess(x):
-    n = len(x)
-    h = np.zeros((n, n))
-    for i in range(n - 1):
-        h[i, i] += 1200.0 * x[i] ** 2 - 400.0 * x[i + 1] + 2.0
-        h[i, i + 1] = h[i + 1, i] = -400.0 * x[i]
-        h[i + 1, i + 1] += 200.0
-    return h
 
 
 @numba.njit
