@@ -800,9 +800,19 @@ def test_batch_jacobian_and_jvp_of_a_scalar_output_with_args():
         assert_close(tangent, np.einsum("ij,ijk->k", -nbody_forces(xs[b], mass), vs[b]))
 
 
+def test_batch_jvp_of_a_vector_output_with_args():
+    # Lorenz at an ensemble of points, one direction each: J(x_b) @ v_b against the hand Jacobian
+    params = (10.0, 28.0, 8.0 / 3.0)
+    xs, vs = RNG.normal(size=(7, 3)), RNG.normal(size=(7, 3))
+    values, tangents = da.batch_jvp(lorenz, xs, vs, args=params)
+    assert values.shape == tangents.shape == (7, 3)
+    for b in range(7):
+        np.testing.assert_array_equal(values[b], lorenz(xs[b], *params))
+        assert_close(tangents[b], lorenz_jac(xs[b], *params) @ vs[b])
+
+
 def test_batch_jacobian_of_a_vector_output_with_args():
-    # the PDE residual: an array and two scalars in args.  (batch_jvp is exercised above only:
-    # each parallel driver costs seconds of compilation.)
+    # the PDE residual: an array and two scalars in args
     _, source, left, right = pde_point(5)
     args = (source, left, right)
     us = np.stack([pde_point(5)[0] for _ in range(6)])
