@@ -167,7 +167,7 @@ def _is_numba_function(f: Any) -> bool:
     return known
 
 
-def any_dual(args: tuple[Any, ...]) -> bool:
+def _any_dual(args: tuple[Any, ...]) -> bool:
     for a in args:
         if isinstance(a, Dual):
             return True
@@ -188,7 +188,7 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
         return None
     elif engine != "numba":
         raise ValueError(f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r}")
-    if isinstance(x, Dual) or any_dual(args):
+    if isinstance(x, Dual) or _any_dual(args):
         if engine == "numba":
             raise DualError(
                 "engine='numba' cannot differentiate at a Dual point (a derivative inside another "

@@ -20,13 +20,20 @@ from typing import Any
 
 import numba
 from numba.core import errors
-from numba.core.registry import CPUDispatcher
 
 from ..dual import DualError
 from . import arrays, drivers, scalars  # noqa: F401 - arrays registers its overloads on import
 from .dualtypes import DualArrayType, DualType
 
-__all__ = ["CHUNK_THRESHOLD", "DualArrayType", "DualType", "chunk_size_for", "compile_times", "run"]
+__all__ = [
+    "CHUNK_THRESHOLD",
+    "DualArrayType",
+    "DualType",
+    "NotCompilable",
+    "chunk_size_for",
+    "compile_times",
+    "run",
+]
 
 #: Directions carried in one pass when the caller does not say: all of them up to this many
 #: inputs, else balanced chunks of at most this many (ForwardDiff.jl's rule, with its default).
@@ -59,10 +66,6 @@ def for_duals(f: Callable[..., Any]) -> Any:
     if dispatcher is None:
         dispatcher = _for_duals[source] = numba.njit(source)
     return dispatcher
-
-
-def is_compiled(f: Any) -> bool:
-    return isinstance(f, CPUDispatcher)
 
 
 _LOCATION = re.compile(r'File "([^"]+)", line (\d+):')

@@ -38,11 +38,7 @@ def one_pass_jacobian(y, shape):  # noqa: ANN001, ANN201
 
 @overload(one_pass_jacobian)
 def _one_pass_jacobian(y, shape):  # noqa: ANN001
-    if (
-        isinstance(y, DualArrayType)
-        and y.partials_type.mutable
-        and y.partials_type.layout == "C"
-    ):
+    if isinstance(y, DualArrayType) and y.partials_type.mutable and y.partials_type.layout == "C":
         return lambda y, shape: y.partials.reshape(y.shape + shape)
 
     def copied(y, shape):  # noqa: ANN001, ANN202
