@@ -158,16 +158,22 @@ def _copy(a):  # noqa: ANN001
     )
 
 
+def _new_dual_array(signature: str, values: str, partials: str, K: int) -> Any:
+    """An implementation ``impl(signature)`` returning a DualArray of the ``values`` source (an
+    array expression) with partials from ``np.<partials>(values.shape + (K,))``."""
+    return _generate(
+        f"def impl({signature}):\n    v = {values}\n"
+        f"    return make_dual_array(v, np.{partials}(v.shape + ({K},)), {K})\n"
+    )
+
+
 def _like(fill: str):
     partials = "empty" if fill == "empty" else "zeros"  # empty values get empty partials
 
     def typer(a):  # noqa: ANN001
         if not isinstance(a, DualArrayType):
             return None
-        return _generate(
-            f"def impl(a):\n    v = np.{fill}_like(a.value)\n"
-            f"    return make_dual_array(v, np.{partials}(v.shape + ({a.K},)), {a.K})\n"
-        )
+        return _new_dual_array("a", f"np.{fill}_like(a.value)", partials, a.K)
 
     return typer
 
@@ -182,10 +188,7 @@ def _allocate(fill: str):
         if not isinstance(dtype, DualDtypeType):
             return None
         lead = "(shape,)" if isinstance(shape, types.Integer) else "shape"
-        return _generate(
-            f"def impl(shape, dtype=None):\n    v = np.{fill}({lead})\n"
-            f"    return make_dual_array(v, np.zeros({lead} + ({dtype.K},)), {dtype.K})\n"
-        )
+        return _new_dual_array("shape, dtype=None", f"np.{fill}({lead})", "zeros", dtype.K)
 
     return typer
 
