@@ -873,3 +873,28 @@ def test_ready_driver_path_follows_shape_and_argument_changes():
     np.testing.assert_array_equal(d_jac, np.zeros((5, 5)))
     d_value = da.derivative(lambda a: da.jvp(pde_residual, u, u, args=(source, a, right))[0], left)
     np.testing.assert_allclose(d_value, [36.0, 0, 0, 0, 0], rtol=1e-12)
+
+
+def test_empty_like_after_the_function_ran_on_floats_in_a_fresh_process():
+    # Numba's own np.empty_like accepts any type; registered before dualad's overloads (by a
+    # float compilation first), it turned a DualArray into a 0-d array of them. A fresh process
+    # is needed because the order of registration is per process.
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, numba, dualad as da\n"
+        "@numba.njit\n"
+        "def f(u):\n"
+        "    r = np.empty_like(u)\n"
+        "    for i in range(len(u)):\n"
+        "        r[i] = u[i] ** 3\n"
+        "    return r\n"
+        "x = np.array([1.0, 2.0])\n"
+        "f(x)\n"
+        "print(da.jacobian(f, x, engine='numba').tolist())\n"
+    )
+    command = [sys.executable, "-c", script]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[[3.0, 0.0], [0.0, 12.0]]"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from numba import types
-from numba.extending import overload, overload_attribute, overload_method
+from numba.extending import overload_attribute, overload_method
 
 from ..dual import primal
 from ..transforms import stop_gradient
@@ -25,6 +25,7 @@ from .dualtypes import (
     dual_dtype,
     make_dual,
     make_dual_array,
+    overload_first,
     tuple_source,
 )
 from .scalars import refuse
@@ -56,7 +57,7 @@ def _element_partials(array: DualArrayType, index: Any) -> tuple[str, list[str]]
     return lead, [f"a.partials[{lead}, {k}]" for k in range(array.K)]
 
 
-@overload(operator.getitem)
+@overload_first(operator.getitem)
 def _getitem(a, idx):  # noqa: ANN001
     if not isinstance(a, DualArrayType):
         return None
@@ -87,7 +88,7 @@ _WRITE_INTO_INPUT = (
 )
 
 
-@overload(operator.setitem)
+@overload_first(operator.setitem)
 def _setitem(a, idx, val):  # noqa: ANN001
     if isinstance(a, types.Array) and isinstance(val, (DualType, DualArrayType)):
         refuse(_LOST_IN_FLOAT_ARRAY)
@@ -133,7 +134,7 @@ def _setitem(a, idx, val):  # noqa: ANN001
     return None
 
 
-@overload(len)
+@overload_first(len)
 def _len(a):  # noqa: ANN001
     if isinstance(a, DualArrayType):
         return lambda a: len(a.value)
@@ -178,9 +179,9 @@ def _like(fill: str):
     return typer
 
 
-overload(np.empty_like)(_like("empty"))
-overload(np.zeros_like)(_like("zeros"))
-overload(np.ones_like)(_like("ones"))
+overload_first(np.empty_like)(_like("empty"))
+overload_first(np.zeros_like)(_like("zeros"))
+overload_first(np.ones_like)(_like("ones"))
 
 
 def _allocate(fill: str):
@@ -193,9 +194,9 @@ def _allocate(fill: str):
     return typer
 
 
-overload(np.empty)(_allocate("empty"))
-overload(np.zeros)(_allocate("zeros"))
-overload(np.ones)(_allocate("ones"))
+overload_first(np.empty)(_allocate("empty"))
+overload_first(np.zeros)(_allocate("zeros"))
+overload_first(np.ones)(_allocate("ones"))
 
 
 def _primal(x):  # noqa: ANN001
@@ -206,5 +207,5 @@ def _primal(x):  # noqa: ANN001
     return None
 
 
-overload(primal)(_primal)
-overload(stop_gradient)(_primal)
+overload_first(primal)(_primal)
+overload_first(stop_gradient)(_primal)

@@ -18,10 +18,18 @@ from numba.extending import (
     lower_cast,
     make_attribute_wrapper,
     models,
+    overload,
     register_model,
 )
 
 _REAL = (types.Float, types.Integer, types.Boolean)
+
+
+def overload_first(func):  # noqa: ANN001, ANN201
+    """``numba.extending.overload`` for the CPU target, so that Numba tries it before its own
+    generic templates: np.empty_like's would otherwise accept a DualArray and make a 0-d array
+    of it, depending on which template Numba happened to register first."""
+    return overload(func, target="cpu")
 
 
 class DualType(types.Type):

@@ -29,11 +29,10 @@ import numpy as np
 from numba import types
 from numba.core import errors
 from numba.core.registry import CPUDispatcher
-from numba.extending import overload
 
 from .. import rules
 from ..dual import label
-from .dualtypes import DualArrayType, DualType, make_dual, tuple_source
+from .dualtypes import DualArrayType, DualType, make_dual, overload_first, tuple_source
 
 #: Messages of dualad's own refusals met while typing; the driver reports them instead of
 #: Numba's long list of candidate signatures.
@@ -343,7 +342,7 @@ def _scipy_rule(name: str) -> Callable[[], rules.Rule | None]:
 def _overload(func: Any, typer: Callable[..., Any]) -> None:
     if func not in _registered:
         _registered.add(func)
-        overload(func)(typer)
+        overload_first(func)(typer)
 
 
 def _primal_of(key: Any) -> Any:
