@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ARGS ?=
 
-.PHONY: test lint clean
+.PHONY: test bench lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +15,15 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+$(BENCH_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test,bench,torch]'
+	touch $@
+
+# Forward against reverse mode as n grows, beside JAX, PyTorch and autograd (about 8 minutes;
+# `make bench BENCH_ARGS=--quick` for a run under a minute). Results go to bench-results/.
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/forward_vs_reverse.py $(BENCH_ARGS)
 
 test: $(STAMP)
 	$(PY) -m ruff check dualad tests benchmarks

@@ -1,0 +1,679 @@
+"""Forward against reverse mode as the input dimension n grows: the harness of `make bench`.
+
+    python benchmarks/forward_vs_reverse.py [--quick] [--n-max N] [--repeats R]
+                                            [--engines dualad-fwd,fd,...] [--families ...]
+                                            [--out bench-results/]
+
+Five problem families, each a function of n written once for NumPy-like namespaces (numpy,
+jax.numpy, autograd.numpy, torch) and, where natural, as a Numba loop for the compiled engine:
+
+- ``rosenbrock``  R^n -> R    (scalar loss, chained)
+- ``logistic``    R^n -> R    (logistic-regression loss, fixed random data of 50 samples)
+- ``pde``         R^n -> R^n  (residual of -u'' + u**3 = 1 on a uniform grid; square)
+- ``wide``        R^n -> R^3  (three weighted sums of nonlinear functions of x)
+- ``tall``        R^3 -> R^n  (a parametric curve sampled at n points)
+
+``n`` is the dimension that grows; ``m`` in the results is the other one (the number of outputs,
+or of inputs for ``tall``).  Every engine in ``ENGINES`` computes the dense Jacobian; its answer
+is checked against dualad's forward mode (NumPy engine) before it is timed (finite differences
+with a loose tolerance), and a wrong answer is recorded as "wrong", never timed.  Engines that
+cannot run (peer not importable, no loop form, reverse mode not implemented yet) are recorded as
+"skipped: <reason>".  ``f`` itself is timed as a reference line.  Each time is the median of
+``--repeats`` repeats (each repeat loops for a minimum time) after a warm-up; the first call is
+recorded apart, and ``compile_s`` = first call - median.  Once an engine takes longer than
+``--max-seconds`` per call it is skipped for larger n of that family.
+
+Writes ``results.csv``, ``results.json`` and one PNG per family (if matplotlib is installed) into
+``--out``, prints a table, and for each family the smallest n at which the best reverse engine
+beats the best forward engine ("crossover").  A reverse engine is one more entry in ``ENGINES``
+with ``mode="reverse"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import dualad as da
+
+FULL_GRID = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000)
+M_SAMPLES = 50  # logistic regression: fixed number of samples
+SQUARE_N_MAX = 3000  # a dense n x n Jacobian beyond this is too large (10^4: 800 MB per copy)
+AD_RTOL = 1e-9  # an AD peer against dualad forward, relative to the Jacobian's largest entry
+FD_RTOL = 1e-5  # finite differences against dualad forward
+FIELDS = ("family", "engine", "mode", "n", "m", "median_s", "first_call_s", "compile_s", "status")
+
+
+class Skip(Exception):
+    """An engine that cannot run a problem (the message is the reason)."""
+
+
+# --- namespaces: numpy, jax.numpy, autograd.numpy and torch behind one small interface ----------
+
+
+@dataclass
+class Backend:
+    xp: Any  # the module with sum, sin, exp, log1p, tanh, stack
+    const: Callable[[np.ndarray], Any]  # a NumPy constant as this namespace's array
+    cat: Callable[[list], Any]  # concatenate
+
+
+def numpy_backend() -> Backend:
+    return Backend(np, lambda a: a, np.concatenate)
+
+
+def jax_backend() -> Backend:
+    import jax.numpy as jnp
+
+    return Backend(jnp, jnp.asarray, jnp.concatenate)
+
+
+def autograd_backend() -> Backend:
+    import autograd.numpy as anp
+
+    return Backend(anp, lambda a: a, anp.concatenate)
+
+
+def torch_backend() -> Backend:
+    import torch
+
+    return Backend(torch, torch.from_numpy, torch.cat)
+
+
+# --- the problem families -----------------------------------------------------------------------
+
+
+def rosenbrock(b: Backend, data: dict[str, np.ndarray]) -> Callable[[Any], Any]:
+    xp = b.xp
+
+    def f(x):
+        return xp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    return f
+
+
+def logistic(b: Backend, data: dict[str, np.ndarray]) -> Callable[[Any], Any]:
+    xp = b.xp
+    a, y = b.const(data["A"]), b.const(data["y"])
+    m = data["A"].shape[0]
+
+    def f(w):
+        return xp.sum(xp.log1p(xp.exp(-y * (a @ w)))) / m
+
+    return f
+
+
+def pde(b: Backend, data: dict[str, np.ndarray]) -> Callable[[Any], Any]:
+    zero = b.const(np.zeros(1))
+
+    def f(u):
+        n = u.shape[0]
+        h2 = 1.0 / (n + 1) ** 2
+        padded = b.cat([zero, u, zero])
+        return -(padded[:-2] - 2.0 * padded[1:-1] + padded[2:]) / h2 + u**3 - 1.0
+
+    return f
+
+
+def wide(b: Backend, data: dict[str, np.ndarray]) -> Callable[[Any], Any]:
+    xp = b.xp
+    c0, c1, c2 = (b.const(data["c"][i]) for i in range(3))
+
+    def f(x):
+        return xp.stack(
+            [xp.sum(c0 * xp.sin(x)), xp.sum(c1 * xp.tanh(x) * x), xp.sum(c2 * xp.exp(-x * x))]
+        )
+
+    return f
+
+
+def tall(b: Backend, data: dict[str, np.ndarray]) -> Callable[[Any], Any]:
+    xp = b.xp
+    t = b.const(data["t"])
+
+    def f(p):
+        return p[0] * xp.exp(-p[1] * t) + xp.sin(p[2] * t)
+
+    return f
+
+
+_NUMBA_FORMS: dict[str, Any] | None = None
+
+
+def numba_forms() -> dict[str, Any]:
+    """Loop forms ``f(x, *consts)`` for the compiled engine (compiled lazily, once)."""
+    global _NUMBA_FORMS
+    if _NUMBA_FORMS is not None:
+        return _NUMBA_FORMS
+    import math
+
+    import numba
+
+    @numba.njit
+    def rosenbrock_loop(x):
+        s = 0.0
+        for i in range(x.shape[0] - 1):
+            s += 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+        return s
+
+    @numba.njit
+    def logistic_loop(w, a, y):
+        s = 0.0
+        for i in range(a.shape[0]):
+            z = 0.0
+            for j in range(w.shape[0]):
+                z += a[i, j] * w[j]
+            s += math.log1p(math.exp(-y[i] * z))
+        return s / a.shape[0]
+
+    @numba.njit
+    def pde_loop(u):
+        n = u.shape[0]
+        h2 = 1.0 / (n + 1) ** 2
+        # np.empty(n, dtype=u.dtype), not np.empty_like(u): with the latter dualad's compiled
+        # engine raises DualError once the primal has been compiled for floats first
+        r = np.empty(n, dtype=u.dtype)
+        for i in range(n):
+            v = 2.0 * u[i] / h2 + u[i] ** 3 - 1.0
+            if i > 0:
+                v = v - u[i - 1] / h2
+            if i < n - 1:
+                v = v - u[i + 1] / h2
+            r[i] = v
+        return r
+
+    @numba.njit
+    def wide_loop(x, c):
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(x.shape[0]):
+            s0 += c[0, i] * math.sin(x[i])
+            s1 += c[1, i] * math.tanh(x[i]) * x[i]
+            s2 += c[2, i] * math.exp(-x[i] * x[i])
+        out = np.empty(3, dtype=x.dtype)
+        out[0] = s0
+        out[1] = s1
+        out[2] = s2
+        return out
+
+    @numba.njit
+    def tall_loop(p, t):
+        out = np.empty(t.shape[0], dtype=p.dtype)
+        for i in range(t.shape[0]):
+            out[i] = p[0] * math.exp(-p[1] * t[i]) + math.sin(p[2] * t[i])
+        return out
+
+    _NUMBA_FORMS = {
+        "rosenbrock": (rosenbrock_loop, ()),
+        "logistic": (logistic_loop, ("A", "y")),
+        "pde": (pde_loop, ()),
+        "wide": (wide_loop, ("c",)),
+        "tall": (tall_loop, ("t",)),
+    }
+    return _NUMBA_FORMS
+
+
+@dataclass
+class Family:
+    name: str
+    kind: str  # "scalar", "square", "wide", "tall"
+    make: Callable[[Backend, dict[str, np.ndarray]], Callable[[Any], Any]]
+    n_max: int | None = None  # the largest n run (None: the whole grid)
+
+    def data(self, n: int) -> dict[str, np.ndarray]:
+        """Deterministic point ``x`` and constants of the problem of size n."""
+        rng = np.random.default_rng(n)
+        if self.name == "rosenbrock":
+            return {"x": rng.uniform(-1.5, 1.5, size=n)}
+        if self.name == "logistic":
+            return {
+                "x": rng.normal(size=n),
+                "A": rng.normal(size=(M_SAMPLES, n)) / np.sqrt(n),
+                "y": rng.choice([-1.0, 1.0], size=M_SAMPLES),
+            }
+        if self.name == "pde":
+            return {"x": rng.uniform(0.1, 1.0, size=n)}
+        if self.name == "wide":
+            return {"x": rng.normal(size=n), "c": rng.normal(size=(3, n))}
+        return {"x": np.array([1.5, 0.8, 3.0]), "t": np.linspace(0.0, 1.0, n)}
+
+    def in_out(self, n: int) -> tuple[int, int]:
+        """(inputs, outputs) at size n."""
+        return {"scalar": (n, 1), "square": (n, n), "wide": (n, 3), "tall": (3, n)}[self.kind]
+
+    def other(self, n: int) -> int:
+        """The fixed dimension m reported beside n."""
+        inputs, outputs = self.in_out(n)
+        return inputs if self.kind == "tall" else outputs
+
+
+FAMILIES = {
+    f.name: f
+    for f in (
+        Family("rosenbrock", "scalar", rosenbrock),
+        Family("logistic", "scalar", logistic),
+        Family("pde", "square", pde, n_max=SQUARE_N_MAX),
+        Family("wide", "wide", wide),
+        Family("tall", "tall", tall),
+    )
+}
+
+
+# --- the engines: make(family, data) -> (x -> Jacobian), or raise Skip ---------------------------
+
+
+@dataclass
+class Engine:
+    key: str
+    label: str
+    mode: str  # "forward", "reverse" (the crossover compares these two), "fd", "primal"
+    make: Callable[[Family, dict[str, np.ndarray]], Callable[[np.ndarray], Any]]
+    rtol: float = AD_RTOL
+
+
+def _primal(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    return family.make(numpy_backend(), data)
+
+
+def _primal_numba(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    f, names = _numba_form(family)
+    consts = tuple(data[k] for k in names)
+    return lambda x: f(x, *consts)
+
+
+def _numba_form(family: Family) -> tuple[Any, tuple[str, ...]]:
+    try:
+        forms = numba_forms()
+    except ImportError as exc:
+        raise Skip("numba is not installed") from exc
+    if family.name not in forms:
+        raise Skip("no loop form")
+    return forms[family.name]
+
+
+def _dualad_forward(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    f = family.make(numpy_backend(), data)
+    return lambda x: da.jacobian(f, x, engine="numpy")
+
+
+def _dualad_numba(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    f, names = _numba_form(family)
+    consts = tuple(data[k] for k in names)
+    f(data["x"], *consts)  # the user has compiled the primal already: not charged to dualad
+    return lambda x: da.jacobian(f, x, args=consts, engine="numba")
+
+
+def _dualad_reverse(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    f = family.make(numpy_backend(), data)
+    try:
+        da.jacobian(f, data["x"], mode="reverse")
+    except NotImplementedError as exc:
+        raise Skip("not implemented yet") from exc
+    return lambda x: da.jacobian(f, x, mode="reverse")
+
+
+def _finite_differences(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    f = family.make(numpy_backend(), data)
+    step = np.cbrt(np.finfo(float).eps)
+
+    def jac(x: np.ndarray) -> np.ndarray:
+        h = step * np.maximum(1.0, np.abs(x))
+        columns = []
+        for j in range(x.shape[0]):
+            xp, xm = x.copy(), x.copy()
+            xp[j] += h[j]
+            xm[j] -= h[j]
+            columns.append((np.asarray(f(xp)) - np.asarray(f(xm))) / (2.0 * h[j]))
+        return np.stack(columns, axis=-1)
+
+    return jac
+
+
+def _jax(transform: str) -> Callable[[Family, dict[str, np.ndarray]], Callable[..., Any]]:
+    def make(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+        try:
+            import jax
+        except ImportError as exc:
+            raise Skip("jax is not installed") from exc
+        jax.config.update("jax_enable_x64", True)
+        jac = jax.jit(getattr(jax, transform)(family.make(jax_backend(), data)))
+        return lambda x: np.asarray(jac(x).block_until_ready())
+
+    return make
+
+
+def _torch(transform: str) -> Callable[[Family, dict[str, np.ndarray]], Callable[..., Any]]:
+    def make(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+        try:
+            import torch
+            import torch.func
+        except ImportError as exc:
+            raise Skip("torch is not installed") from exc
+        torch.set_num_threads(1)  # as in core_speed.py
+        jac = getattr(torch.func, transform)(family.make(torch_backend(), data))
+        return lambda x: jac(torch.from_numpy(x)).numpy()
+
+    return make
+
+
+def _autograd(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    try:
+        import autograd
+    except ImportError as exc:
+        raise Skip("autograd is not installed") from exc
+    return autograd.jacobian(family.make(autograd_backend(), data))
+
+
+ENGINES = {
+    e.key: e
+    for e in (
+        Engine("f", "f itself (numpy)", "primal", _primal),
+        Engine("f-numba", "f itself (numba)", "primal", _primal_numba),
+        Engine("dualad-fwd", "dualad forward (numpy)", "forward", _dualad_forward),
+        Engine("dualad-fwd-numba", "dualad forward (numba)", "forward", _dualad_numba),
+        Engine("dualad-rev", "dualad reverse", "reverse", _dualad_reverse),
+        Engine("fd", "central differences", "fd", _finite_differences, rtol=FD_RTOL),
+        Engine("jax-jacfwd", "jax.jit(jacfwd)", "forward", _jax("jacfwd")),
+        Engine("jax-jacrev", "jax.jit(jacrev)", "reverse", _jax("jacrev")),
+        Engine("torch-jacfwd", "torch.func.jacfwd", "forward", _torch("jacfwd")),
+        Engine("torch-jacrev", "torch.func.jacrev", "reverse", _torch("jacrev")),
+        Engine("autograd", "autograd.jacobian", "reverse", _autograd),
+    )
+}
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+
+def median_time(call: Callable[[], object], repeats: int, min_seconds: float) -> float:
+    """Median over ``repeats`` runs of the per-call time (after a warm-up call), each run looping
+    for at least ``min_seconds``."""
+    start = time.perf_counter()
+    call()  # warm-up
+    once = max(time.perf_counter() - start, 1e-7)
+    number = max(1, int(min_seconds / once))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            call()
+        samples.append((time.perf_counter() - start) / number)
+    return statistics.median(samples)
+
+
+def warm_cpu(seconds: float) -> None:
+    """Keep the CPU busy so that it leaves its idle clock before timing."""
+    a = np.ones(10_000)
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        np.sin(a, out=a)
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 1.0:
+        return f"{seconds:.2f}s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f}ms"
+    if seconds >= 1e-6:
+        return f"{seconds * 1e6:.1f}us"
+    return f"{seconds * 1e9:.0f}ns"
+
+
+def measure(
+    family: Family,
+    engine: Engine,
+    n: int,
+    data: dict[str, np.ndarray],
+    reference: np.ndarray,
+    repeats: int,
+    min_seconds: float,
+) -> dict[str, Any]:
+    """One row: check the engine's Jacobian against ``reference``, then time it."""
+    row: dict[str, Any] = {
+        "family": family.name,
+        "engine": engine.key,
+        "mode": engine.mode,
+        "n": n,
+        "m": family.other(n),
+        "median_s": None,
+        "first_call_s": None,
+        "compile_s": None,
+    }
+    x = data["x"]
+    try:
+        call = engine.make(family, data)
+        start = time.perf_counter()
+        answer = call(x)
+        row["first_call_s"] = time.perf_counter() - start
+    except Skip as skip:
+        row["status"] = f"skipped: {skip}"
+        return row
+    except Exception as exc:  # an engine that cannot run the problem is recorded, not timed
+        row["status"] = f"failed: {type(exc).__name__}"
+        return row
+    if engine.mode != "primal":
+        try:
+            answer = np.asarray(answer, dtype=float).reshape(reference.shape)
+            scale = max(1.0, float(np.max(np.abs(reference), initial=0.0)))
+            err = float(np.max(np.abs(answer - reference), initial=0.0))
+            ok = np.isfinite(err) and err <= engine.rtol * scale
+        except ValueError:
+            ok = False
+        if not ok:
+            row["status"] = "wrong"
+            return row
+    row["median_s"] = median_time(lambda: call(x), repeats, min_seconds)
+    row["compile_s"] = max(0.0, row["first_call_s"] - row["median_s"])
+    row["status"] = "ok"
+    return row
+
+
+# --- the run, the outputs ------------------------------------------------------------------------
+
+
+def grid(n_max: int) -> list[int]:
+    return [n for n in FULL_GRID if n <= n_max]
+
+
+def crossover(rows: list[dict[str, Any]], family: str) -> str:
+    """The smallest n where the best reverse engine beats the best forward engine."""
+    best: dict[str, dict[int, tuple[float, str]]] = {"forward": {}, "reverse": {}}
+    for r in rows:
+        if r["family"] == family and r["status"] == "ok" and r["mode"] in best:
+            table = best[r["mode"]]
+            if r["n"] not in table or r["median_s"] < table[r["n"]][0]:
+                table[r["n"]] = (r["median_s"], r["engine"])
+    if not best["reverse"]:
+        return f"{family}: no crossover in range (no reverse engine ran)"
+    for n in sorted(set(best["forward"]) & set(best["reverse"])):
+        (t_rev, rev), (t_fwd, fwd) = best["reverse"][n], best["forward"][n]
+        if t_rev < t_fwd:
+            return (
+                f"{family}: crossover at n = {n}: {rev} {fmt(t_rev)} < {fwd} {fmt(t_fwd)} "
+                f"(best reverse beats best forward)"
+            )
+    ns = sorted(best["reverse"])
+    return f"{family}: no crossover in range (n = {ns[0]}..{ns[-1]})"
+
+
+def write_results(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r[k] is None else r[k]) for k in FIELDS})
+    with open(out / "results.json", "w") as fh:
+        json.dump({"meta": meta, "results": rows}, fh, indent=1)
+
+
+def plot(rows: list[dict[str, Any]], out: Path, families: Sequence[str]) -> list[Path]:
+    """One log-log PNG per family; [] when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    for family in families:
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for key, engine in ENGINES.items():
+            pts = sorted(
+                (r["n"], r["median_s"])
+                for r in rows
+                if r["family"] == family and r["engine"] == key and r["status"] == "ok"
+            )
+            if not pts:
+                continue
+            style = {"primal": "--", "reverse": "-.", "fd": ":"}.get(engine.mode, "-")
+            ax.loglog(*zip(*pts), style, marker="o", markersize=3, label=engine.label)
+        kind = FAMILIES[family].kind
+        ax.set_xlabel("n (outputs)" if kind == "tall" else "n (inputs)")
+        ax.set_ylabel("time per Jacobian (s, median)")
+        ax.set_title(f"{family} ({kind})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        path = out / f"{family}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def print_table(rows: list[dict[str, Any]], families: Sequence[str], ns: Sequence[int]) -> None:
+    print(f"\n{'family':11s} {'engine':17s}" + "".join(f"{'n=' + str(n):>9s}" for n in ns))
+    for family in families:
+        for key in ENGINES:
+            cells = {r["n"]: r for r in rows if r["family"] == family and r["engine"] == key}
+            if not cells:
+                continue
+            line = f"{family:11s} {key:17s}"
+            for n in ns:
+                r = cells.get(n)
+                if r is None:
+                    text = ""
+                elif r["status"] == "ok":
+                    text = fmt(r["median_s"])
+                else:
+                    text = r["status"].split(":")[0]
+                line += f"{text:>9s}"
+            print(line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="n <= 100, 3 repeats (< 1 minute)")
+    parser.add_argument("--n-max", type=int, default=None, help="largest n (default 10^4)")
+    parser.add_argument("--repeats", type=int, default=None, help="default 7 (quick: 3)")
+    parser.add_argument("--min-seconds", type=float, default=None, help="least time per repeat")
+    parser.add_argument("--max-seconds", type=float, default=None, help="skip larger n after this")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated keys")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated names")
+    parser.add_argument("--out", default="bench-results", help="directory for the results")
+    args = parser.parse_args(argv)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    for key in engines:
+        if key not in ENGINES:
+            parser.error(f"unknown engine {key!r}; choose from {', '.join(ENGINES)}")
+    for name in families:
+        if name not in FAMILIES:
+            parser.error(f"unknown family {name!r}; choose from {', '.join(FAMILIES)}")
+    n_max = args.n_max if args.n_max is not None else (100 if args.quick else FULL_GRID[-1])
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
+    min_seconds = args.min_seconds if args.min_seconds is not None else (
+        0.002 if args.quick else 0.02
+    )  # fmt: skip
+    max_seconds = args.max_seconds if args.max_seconds is not None else (0.5 if args.quick else 5)
+    ns = grid(n_max)
+    out = Path(args.out)
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "repeats": repeats,
+        "min_seconds": min_seconds,
+        "n": ns,
+        "engines": engines,
+        "families": families,
+    }
+    print(
+        f"# {meta['date']}, {meta['machine']}, {meta['cpus']} cores, Python {meta['python']}, "
+        f"NumPy {meta['numpy']}; medians of {repeats} repeats; n = {ns}",
+        flush=True,
+    )
+    warm_cpu(0.1 if args.quick else 0.5)
+    rows: list[dict[str, Any]] = []
+    for name in families:
+        family = FAMILIES[name]
+        too_slow: dict[str, str] = {}
+        for n in ns:
+            data = family.data(n)
+            if family.n_max is not None and n > family.n_max:
+                for key in engines:
+                    rows.append(
+                        {
+                            **dict.fromkeys(FIELDS),
+                            "family": name,
+                            "engine": key,
+                            "mode": ENGINES[key].mode,
+                            "n": n,
+                            "m": family.other(n),
+                            "status": f"skipped: dense Jacobian above n = {family.n_max}",
+                        }
+                    )
+                continue
+            f = family.make(numpy_backend(), data)
+            inputs, outputs = family.in_out(n)
+            reference = np.asarray(da.jacobian(f, data["x"], engine="numpy"), dtype=float)
+            reference = reference.reshape(outputs, inputs)
+            for key in engines:
+                engine = ENGINES[key]
+                if key in too_slow:
+                    row = {**dict.fromkeys(FIELDS), "family": name, "engine": key}
+                    row.update(mode=engine.mode, n=n, m=family.other(n), status=too_slow[key])
+                else:
+                    row = measure(family, engine, n, data, reference, repeats, min_seconds)
+                    if (row["median_s"] or 0.0) > max_seconds:
+                        too_slow[key] = f"skipped: over {max_seconds:g} s per call at n = {n}"
+                rows.append(row)
+                print(
+                    f"[{name}] n={n:<6d} {key:17s} {row['status']:<28.28s} "
+                    f"median {fmt(row['median_s']):>9s}  first {fmt(row['first_call_s']):>9s}",
+                    flush=True,
+                )
+    write_results(rows, out, meta)
+    print_table(rows, families, ns)
+    print()
+    for name in families:
+        print(crossover(rows, name))
+    pngs = plot(rows, out, families)
+    if pngs:
+        print(f"\nwrote {out / 'results.csv'}, {out / 'results.json'} and {len(pngs)} PNGs")
+    else:
+        print(f"\nwrote {out / 'results.csv'} and {out / 'results.json'}")
+        print("matplotlib is not installed: no PNGs written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
