@@ -87,14 +87,19 @@ def _inner_width(x: Any) -> int:
     return width
 
 
+def checked_chunk_size(chunk_size: Any) -> int:
+    """``chunk_size`` as a positive int, or a ValueError that says what was given."""
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    return int(chunk_size)
+
+
 def chunk_width(n: int, chunk_size: int | None, width: int = 1) -> int:
     """Directions per pass: all ``n`` while the seed fits the budget, else balanced chunks."""
     if n == 0:
         return 1
     if chunk_size is not None:
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-        return min(int(chunk_size), n)
+        return min(checked_chunk_size(chunk_size), n)
     widest = max(1, MEMORY_BUDGET_ENTRIES // (n * width))
     passes = math.ceil(n / min(widest, n))
     return math.ceil(n / passes)
@@ -230,7 +235,7 @@ _FLOAT64 = np.dtype(np.float64)
 
 
 def _float64_point(x: Any) -> np.ndarray:
-    """The point as the contiguous float64 array the compiled engine takes (it copies it)."""
+    """The point as the contiguous float64 array the compiled engine takes (and only reads)."""
     if type(x) is np.ndarray and x.dtype is _FLOAT64 and x.flags.c_contiguous:
         return x
     point = np.asarray(_as_input(x), dtype=np.float64)  # a 0-d point stays 0-d: f gets a Dual
@@ -260,9 +265,7 @@ def _compiled_jacobian(
     None when Numba cannot compile ``f`` for Duals and ``engine`` lets the NumPy engine take it.
     """
     point = _float64_point(x)
-    n = point.size
-    K = n if chunk_size is None and 0 < n <= compiled.CHUNK_THRESHOLD else None
-    K = K or compiled.chunk_size_for(n, chunk_size)
+    K = compiled.chunk_size_for(point.size, chunk_size)
     try:
         result = compiled.run(f, kind, K, point, *args)
     except compiled.NotCompilable as error:
@@ -276,8 +279,8 @@ def _compiled_jacobian(
 
 
 #: The last compiled Jacobian driver that ran for f, with the shape of x it took, for calls with
-#: the default options: the next such call goes straight to it (a Lorenz Jacobian then costs
-#: about 1.6 us, of which the compiled code takes 1).
+#: the default options: the next such call goes straight to it, skipping the Python checks that
+#: cost a small function like Lorenz's about as much as its compiled Jacobian.
 _ready_jacobians: dict[Any, tuple[tuple[int, ...], Any]] = {}
 
 

@@ -22,6 +22,7 @@ import numba
 from numba.core import errors
 
 from ..dual import DualError
+from ..transforms import checked_chunk_size
 from . import arrays, drivers, scalars  # noqa: F401 - arrays registers its overloads on import
 from .dualtypes import DualArrayType, DualType
 
@@ -50,9 +51,7 @@ _drivers: dict[tuple[Any, str, int], Any] = {}
 def chunk_size_for(n: int, chunk_size: int | None = None) -> int:
     """K for n inputs: ``chunk_size`` if given, else n up to the threshold, else balanced."""
     if chunk_size is not None:
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-        return max(1, min(int(chunk_size), n))
+        return max(1, min(checked_chunk_size(chunk_size), n))
     if n <= CHUNK_THRESHOLD:
         return max(n, 1)
     return math.ceil(n / math.ceil(n / CHUNK_THRESHOLD))

@@ -23,20 +23,11 @@ from .dualtypes import (
     DualDtypeType,
     DualType,
     dual_dtype,
-    make_dual,
-    make_dual_array,
+    generate,
     overload_first,
     tuple_source,
 )
 from .scalars import refuse
-
-_ENV = {"make_dual": make_dual, "make_dual_array": make_dual_array, "np": np}
-
-
-def _generate(source: str, **names: Any) -> Any:
-    env = dict(_ENV, **names)
-    exec(source, env)  # noqa: S102
-    return env["impl"]
 
 
 def _element_indices(array: DualArrayType, index: Any) -> list[str] | None:
@@ -66,10 +57,10 @@ def _getitem(a, idx):  # noqa: ANN001
         lead, parts = element
         reads = "".join(f"    e{k} = {part}\n" for k, part in enumerate(parts))
         names = tuple_source([f"e{k}" for k in range(a.K)])
-        return _generate(
+        return generate(
             f"def impl(a, idx):\n{reads}    return make_dual(a.value[{lead}], {names})\n"
         )
-    return _generate(
+    return generate(
         f"def impl(a, idx):\n    return make_dual_array(a.value[idx], a.partials[idx], {a.K})\n"
     )
 
@@ -101,13 +92,13 @@ def _setitem(a, idx, val):  # noqa: ANN001
         lead, _ = element
         if isinstance(val, DualType):
             stores = [f"    a.partials[{lead}, {k}] = p[{k}]\n" for k in range(a.K)]
-            return _generate(
+            return generate(
                 f"def impl(a, idx, val):\n    a.value[{lead}] = val.value\n"
                 "    p = val.partials\n" + "".join(stores)
             )
         if isinstance(val, (types.Float, types.Integer, types.Boolean)):
             stores = [f"    a.partials[{lead}, {k}] = 0.0\n" for k in range(a.K)]
-            return _generate(
+            return generate(
                 f"def impl(a, idx, val):\n    a.value[{lead}] = val\n" + "".join(stores)
             )
         return None
@@ -120,7 +111,7 @@ def _setitem(a, idx, val):  # noqa: ANN001
         return impl
     if isinstance(val, DualType):
         stores = [f"    part[..., {k}] = p[{k}]\n" for k in range(a.K)]
-        return _generate(
+        return generate(
             "def impl(a, idx, val):\n    a.value[idx] = val.value\n    part = a.partials[idx]\n"
             "    p = val.partials\n" + "".join(stores)
         )
@@ -143,18 +134,18 @@ def _len(a):  # noqa: ANN001
 
 for _name in ("shape", "size", "ndim"):
     overload_attribute(DualArrayType, _name)(
-        _generate(f"def impl(a):\n    return lambda a: a.value.{_name}\n")
+        generate(f"def impl(a):\n    return lambda a: a.value.{_name}\n")
     )
 
 
 @overload_attribute(DualArrayType, "dtype")
 def _dtype(a):  # noqa: ANN001
-    return _generate(f"def impl(a):\n    return dual_dtype({a.K})\n", dual_dtype=dual_dtype)
+    return generate(f"def impl(a):\n    return dual_dtype({a.K})\n", dual_dtype=dual_dtype)
 
 
 @overload_method(DualArrayType, "copy")
 def _copy(a):  # noqa: ANN001
-    return _generate(
+    return generate(
         f"def impl(a):\n    return make_dual_array(a.value.copy(), a.partials.copy(), {a.K})\n"
     )
 
@@ -162,7 +153,7 @@ def _copy(a):  # noqa: ANN001
 def _new_dual_array(signature: str, values: str, partials: str, K: int) -> Any:
     """An implementation ``impl(signature)`` returning a DualArray of the ``values`` source (an
     array expression) with partials from ``np.<partials>(values.shape + (K,))``."""
-    return _generate(
+    return generate(
         f"def impl({signature}):\n    v = {values}\n"
         f"    return make_dual_array(v, np.{partials}(v.shape + ({K},)), {K})\n"
     )

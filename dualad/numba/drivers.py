@@ -13,7 +13,14 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .dualtypes import DualArrayType, DualType, make_dual, make_dual_array, readonly, tuple_source
+from .dualtypes import (
+    DualArrayType,
+    DualType,
+    generate,
+    make_dual_array,
+    readonly,
+    tuple_source,
+)
 
 
 def out_size(y):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the overload below
@@ -115,13 +122,10 @@ def _as_input(point, directions, k_marker):  # noqa: ANN001
         return lambda point, directions, k_marker: make_dual_array(point, directions, k_marker)
     K = len(k_marker)
     reads = "".join(f"    e{k} = directions[{k}]\n" for k in range(K))
-    env = {"make_dual": make_dual}
     names = tuple_source([f"e{k}" for k in range(K)])
-    source = (
+    return generate(
         f"def impl(point, directions, k_marker):\n{reads}    return make_dual(point[()], {names})\n"
     )
-    exec(source, env)  # noqa: S102
-    return env["impl"]
 
 
 @numba.njit

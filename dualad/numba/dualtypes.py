@@ -11,6 +11,10 @@ Dual with zero partials.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import (
@@ -87,6 +91,16 @@ make_attribute_wrapper(DualType, "value", "value")
 make_attribute_wrapper(DualType, "partials", "partials")
 make_attribute_wrapper(DualArrayType, "value", "value")
 make_attribute_wrapper(DualArrayType, "partials", "partials")
+
+
+def generate(source: str, name: str = "impl", label: str = "generated", **names: Any) -> Any:
+    """The function ``name`` defined by Python ``source`` (an overload's implementation written
+    for one type, e.g. with K unrolled), seeing ``make_dual``, ``make_dual_array``, ``np``,
+    ``math`` and ``names``.  Its file is ``<dualad label>``, which error locations skip."""
+    env = {"make_dual": make_dual, "make_dual_array": make_dual_array, "np": np, "math": math}
+    env.update(names)
+    exec(compile(source, f"<dualad {label}>", "exec"), env)  # noqa: S102
+    return env[name]
 
 
 def tuple_source(names: list[str]) -> str:

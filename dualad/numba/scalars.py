@@ -32,7 +32,7 @@ from numba.core.registry import CPUDispatcher
 
 from .. import rules
 from ..dual import label
-from .dualtypes import DualArrayType, DualType, make_dual, overload_first, tuple_source
+from .dualtypes import DualArrayType, DualType, generate, overload_first, tuple_source
 
 #: Messages of dualad's own refusals met while typing; the driver reports them instead of
 #: Numba's long list of candidate signatures.
@@ -161,7 +161,7 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
     key = (id(rule), primal, tuple(argtypes), K)
     if key in _impls:
         return _impls[key]
-    env: dict[str, Any] = {"primal": primal, "make_dual": make_dual, "math": math}
+    env: dict[str, Any] = {"primal": primal}
     values = ", ".join(f"v{i}" for i in range(len(argtypes)))
     body = []
     for i, dual in enumerate(mask):
@@ -200,9 +200,8 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
     )
     body.append(f"return make_dual(y, {tuple_source([f's{k}' for k in range(K)])})")
     source = f"def impl({_names(len(argtypes))}):\n" + "".join(f"    {line}\n" for line in body)
-    exec(compile(source, f"<dualad rule {rule.name}>", "exec"), env)  # noqa: S102
-    _impls[key] = env["impl"]
-    return env["impl"]
+    _impls[key] = generate(source, label=f"rule {rule.name}", **env)
+    return _impls[key]
 
 
 def _dual_args(argtypes: tuple[Any, ...]) -> bool:
@@ -221,9 +220,8 @@ def _with_arity(nin: int, select: Callable[..., Any]) -> Callable[..., Any]:
 
     Numba requires a typer and its implementation to name their arguments alike.
     """
-    env = {"select": select}
-    exec(f"def typer({_names(nin)}):\n    return select({_names(nin)})\n", env)  # noqa: S102
-    return env["typer"]
+    source = f"def typer({_names(nin)}):\n    return select({_names(nin)})\n"
+    return generate(source, "typer", select=select)
 
 
 def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: Any, nin: int):
@@ -245,9 +243,7 @@ def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: An
 
 
 def _generate_call(fn: Any, nin: int) -> Callable[..., Any]:
-    env = {"fn": fn}
-    exec(f"def impl({_names(nin)}):\n    return fn({_names(nin)})\n", env)  # noqa: S102
-    return env["impl"]
+    return generate(f"def impl({_names(nin)}):\n    return fn({_names(nin)})\n", fn=fn)
 
 
 def _no_rule_message(name: str) -> str:
@@ -261,10 +257,8 @@ def _no_rule_message(name: str) -> str:
 def _value_only_impl(fn: Any, argtypes: tuple[Any, ...]) -> Callable[..., Any]:
     """``fn`` of the values of the Dual arguments (the others as they are)."""
     reads = [f"x{i}.value" if isinstance(t, DualType) else f"x{i}" for i, t in enumerate(argtypes)]
-    env = {"fn": fn}
     source = f"def impl({_names(len(argtypes))}):\n    return fn({', '.join(reads)})\n"
-    exec(source, env)  # noqa: S102
-    return env["impl"]
+    return generate(source, fn=fn)
 
 
 def _value_only(fn: Any, nin: int):
