@@ -43,6 +43,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from timing import fmt, interleaved, load_average, warm_cpu
+
 CASES = ("lorenz", "rosenbrock", "pde")
 LORENZ_ARGS = (10.0, 28.0, 8.0 / 3.0)
 FORWARDDIFF_SECONDS = 0.28  # ForwardDiff.jl docs: Rosenbrock gradient, n = 10,000, their machine
@@ -144,61 +146,6 @@ def pde_jvp(u: Any, v: Any) -> Any:
 
 
 # --- timing --------------------------------------------------------------------------------------
-
-
-def _number(call: Callable[[], object], min_seconds: float) -> int:
-    """Calls per sample so that one sample lasts at least ``min_seconds``."""
-    call()
-    start = time.perf_counter()
-    call()
-    once = max(time.perf_counter() - start, 1e-7)
-    return max(1, int(min_seconds / once))
-
-
-def interleaved(
-    calls: dict[str, Callable[[], object]], repeats: int, min_seconds: float
-) -> dict[str, float]:
-    """Median per-call time of each callable, the callables timed in turn within each repeat."""
-    numbers = {name: _number(call, min_seconds) for name, call in calls.items()}
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            number = numbers[name]
-            start = time.perf_counter()
-            for _ in range(number):
-                call()
-            samples[name].append((time.perf_counter() - start) / number)
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
-def warm_cpu(seconds: float = 0.5) -> None:
-    """Keep the CPU busy so that it leaves its idle clock before timing."""
-    import numpy as np
-
-    a = np.ones(10_000)
-    until = time.perf_counter() + seconds
-    while time.perf_counter() < until:
-        np.sin(a, out=a)
-
-
-def fmt(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds >= 1.0:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    if seconds >= 1e-6:
-        return f"{seconds * 1e6:.2f} us"
-    return f"{seconds * 1e9:.0f} ns"
-
-
-def load_average() -> str:
-    """The 1-minute load average, to show how busy the machine was (the run is not alone)."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "unknown"
 
 
 def available_bytes() -> int | None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
+from timing import fmt, interleaved, median_time, warm_cpu
 
 import dualad as da
 
@@ -63,22 +62,6 @@ def _torch_pde_residual(torch):
 
 
 # --- timing --------------------------------------------------------------------------------------
-
-
-def median_time(call: Callable[[], object], repeats: int, min_seconds: float = 0.05) -> float:
-    """Median over ``repeats`` runs of the per-call time, each run looping for >= min_seconds."""
-    call()
-    start = time.perf_counter()
-    call()
-    once = max(time.perf_counter() - start, 1e-7)
-    number = max(1, int(min_seconds / once))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            call()
-        samples.append((time.perf_counter() - start) / number)
-    return statistics.median(samples)
 
 
 def _peers(problem_name: str):
@@ -132,9 +115,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    warm_until = time.perf_counter() + 0.5  # let the CPU leave its idle clock before timing
-    while time.perf_counter() < warm_until:
-        da.jacobian(lorenz(np), np.ones(3))
+    warm_cpu()
     cases = [
         ("Lorenz Jacobian 3x3", lorenz, rng.normal(size=3)),
         ("Rosenbrock gradient n=10", scalar10, rng.normal(size=10)),
@@ -169,6 +150,43 @@ def main() -> None:
     t_float = median_time(lambda: 0.5 * 0.5, args.repeats)
     print(f"0-d Dual: d * d {t_op * 1e6:.2f}us, np.sin(d) {t_sin * 1e6:.2f}us "
           f"(float * float {t_float * 1e6:.3f}us)")  # fmt: skip
+    fused_kernels(args.repeats, rng)
+
+
+def fused_kernels(repeats: int, rng: np.random.Generator) -> None:
+    """The NumPy engine with and without its fused kernels (dualad.numba.kernels), interleaved."""
+    from dualad import dual
+
+    f = pde_residual(np)
+    x = rng.uniform(0.1, 1.0, size=1000)
+    a = da.Dual(rng.normal(size=1000), rng.normal(size=(1000, 1000)))
+    b = da.Dual(rng.normal(size=1000), rng.normal(size=(1000, 1000)))
+    threshold = dual.FUSED_MIN_ENTRIES
+
+    def timed(fused: bool, call):  # noqa: ANN001, ANN202
+        def run() -> object:
+            dual.FUSED_MIN_ENTRIES = threshold if fused else 1 << 62
+            return call()
+
+        return run
+
+    jacobian = lambda: da.jacobian(f, x)  # noqa: E731
+    product = lambda: a * b  # noqa: E731 - one binary rule on 1000 x 1000 partials
+    times = interleaved(
+        {
+            "pde fused": timed(True, jacobian),
+            "pde numpy": timed(False, jacobian),
+            "product fused": timed(True, product),
+            "product numpy": timed(False, product),
+        },
+        repeats,
+    )
+    dual.FUSED_MIN_ENTRIES = threshold
+    print(
+        f"fused kernels (interleaved medians): PDE Jacobian n=1000 {fmt(times['pde fused'])} "
+        f"with, {fmt(times['pde numpy'])} without; a * b on 1000x1000 partials "
+        f"{fmt(times['product fused'])} with, {fmt(times['product numpy'])} without"
+    )
 
 
 if __name__ == "__main__":

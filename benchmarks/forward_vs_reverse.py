@@ -36,7 +36,6 @@ import csv
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from timing import fmt, median_time, warm_cpu
 
 import dualad as da
 
@@ -398,42 +398,6 @@ ENGINES = {
 # --- timing --------------------------------------------------------------------------------------
 
 
-def median_time(call: Callable[[], object], repeats: int, min_seconds: float) -> float:
-    """Median over ``repeats`` runs of the per-call time (after a warm-up call), each run looping
-    for at least ``min_seconds``."""
-    start = time.perf_counter()
-    call()  # warm-up
-    once = max(time.perf_counter() - start, 1e-7)
-    number = max(1, int(min_seconds / once))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            call()
-        samples.append((time.perf_counter() - start) / number)
-    return statistics.median(samples)
-
-
-def warm_cpu(seconds: float) -> None:
-    """Keep the CPU busy so that it leaves its idle clock before timing."""
-    a = np.ones(10_000)
-    until = time.perf_counter() + seconds
-    while time.perf_counter() < until:
-        np.sin(a, out=a)
-
-
-def fmt(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds >= 1.0:
-        return f"{seconds:.2f}s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f}ms"
-    if seconds >= 1e-6:
-        return f"{seconds * 1e6:.1f}us"
-    return f"{seconds * 1e9:.0f}ns"
-
-
 def measure(
     family: Family,
     engine: Engine,
@@ -558,7 +522,7 @@ def plot(rows: list[dict[str, Any]], out: Path, families: Sequence[str]) -> list
 
 
 def print_table(rows: list[dict[str, Any]], families: Sequence[str], ns: Sequence[int]) -> None:
-    print(f"\n{'family':11s} {'engine':17s}" + "".join(f"{'n=' + str(n):>9s}" for n in ns))
+    print(f"\n{'family':11s} {'engine':17s}" + "".join(f"{'n=' + str(n):>10s}" for n in ns))
     for family in families:
         for key in ENGINES:
             cells = {r["n"]: r for r in rows if r["family"] == family and r["engine"] == key}
@@ -573,7 +537,7 @@ def print_table(rows: list[dict[str, Any]], families: Sequence[str], ns: Sequenc
                     text = fmt(r["median_s"])
                 else:
                     text = r["status"].split(":")[0]
-                line += f"{text:>9s}"
+                line += f"{text:>10s}"
             print(line)
 
 

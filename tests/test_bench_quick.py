@@ -11,6 +11,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "forward_vs_rev
 
 
 def _load_script():
+    if str(SCRIPT.parent) not in sys.path:  # the script imports its neighbour timing.py
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("forward_vs_reverse", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
