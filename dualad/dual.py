@@ -22,11 +22,23 @@ import numpy as np
 from . import rules
 from .rules import NONDIFF, Rule
 
-__all__ = ["Dual", "primal", "tangent", "DualError"]
+__all__ = ["Carrier", "Dual", "primal", "tangent", "DualError"]
 
 
 class DualError(TypeError):
     """An operation that would silently lose or corrupt a derivative."""
+
+
+class ReverseModeUnsupported(DualError):
+    """What reverse mode cannot differentiate (yet); ``mode="auto"`` then uses forward mode."""
+
+
+def mixed_modes() -> ReverseModeUnsupported:
+    return ReverseModeUnsupported(
+        "forward-mode Duals and reverse-mode values met in one computation (a derivative taken "
+        "inside another one across modes); dualad does not nest reverse mode: pass "
+        "mode='forward' to the derivative calls involved (mode='auto' does so by itself)"
+    )
 
 
 _LOST = (
@@ -51,7 +63,253 @@ def _no_rule(name: str) -> DualError:
     )
 
 
-class Dual:
+class Carrier:
+    """What every array-like value that carries derivative information shows NumPy code.
+
+    :class:`Dual` (forward mode) and ``reverse.Tracer`` (reverse mode) share it: the ndarray
+    methods, which are NumPy calls on ``self`` and so dispatch back to the subclass's
+    ``__array_function__``; the Python operators, which apply the rule table through the
+    subclass's ``_apply(rule, args)``; comparisons, which act on values; and the conversions that
+    would drop the derivative, which raise.  A subclass holds its value in ``_value``.
+    """
+
+    __slots__ = ()
+    __array_priority__ = 1000
+    __hash__ = None  # type: ignore[assignment]  # mutable, like ndarray
+    _label = "a Dual"  # how error messages name the value
+    _value: Any
+
+    @staticmethod
+    def _apply(rule: Rule, args: tuple[Any, ...]) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # --- array attributes ------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._value.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._value.ndim
+
+    @property
+    def size(self) -> int:
+        return self._value.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return _dtype_of(self._value)
+
+    @property
+    def T(self) -> Any:
+        return np.transpose(self)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    # --- conversions that would lose the derivative ---------------------------------------------
+    def __float__(self) -> float:
+        raise _lost(
+            f"Converting {self._label} to float (float(x), math.* functions, or a float slot)"
+        )
+
+    def __int__(self) -> int:
+        raise _lost(f"Converting {self._label} to int")
+
+    def __complex__(self) -> complex:
+        raise _lost(f"Converting {self._label} to complex")
+
+    def __index__(self) -> int:
+        raise _lost(f"Using {self._label} as an index")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise _lost(
+            f"Converting {self._label} to a NumPy array (np.asarray, np.array, or assigning it "
+            "into a plain float array)",
+            _ARRAY_HINT,
+        )
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(primal(self).item(), ndigits)  # a value-only operation, like floor
+
+    def __bool__(self) -> bool:
+        return bool(primal(self))
+
+    def item(self, *args: Any) -> Any:
+        raise _lost(f"{self._label[2:]}.item()")
+
+    def tolist(self) -> Any:
+        raise _lost(f"{self._label[2:]}.tolist()")
+
+    # --- value-returning methods -----------------------------------------------------------------
+    def reshape(self, *shape: Any, order: str = "C") -> Any:
+        if len(shape) == 1:
+            shape = shape[0]
+        return np.reshape(self, shape, order=order)
+
+    def ravel(self, order: str = "C") -> Any:
+        return np.ravel(self, order=order)
+
+    def flatten(self, order: str = "C") -> Any:
+        return np.ravel(self, order=order).copy()
+
+    def transpose(self, *axes: Any) -> Any:
+        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+            axes = axes[0]
+        return np.transpose(self, axes or None)
+
+    def swapaxes(self, a: int, b: int) -> Any:
+        return np.swapaxes(self, a, b)
+
+    def squeeze(self, axis: Any = None) -> Any:
+        return np.squeeze(self, axis=axis)
+
+    def sum(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        return np.sum(self, axis=axis, keepdims=keepdims, **kw)
+
+    def mean(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+        return np.mean(self, axis=axis, keepdims=keepdims, **kw)
+
+    def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def prod(self, axis: Any = None, keepdims: bool = False) -> Any:
+        return np.prod(self, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, axis: Any = None) -> Any:
+        return np.cumsum(self, axis=axis)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Any:
+        return np.max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Any:
+        return np.min(self, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis: Any = None) -> Any:
+        return np.argmax(primal(self), axis=axis)
+
+    def argmin(self, axis: Any = None) -> Any:
+        return np.argmin(primal(self), axis=axis)
+
+    def clip(self, a_min: Any = None, a_max: Any = None) -> Any:
+        return np.clip(self, a_min, a_max)
+
+    def dot(self, other: Any) -> Any:
+        return np.dot(self, other)
+
+    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+        return np.diagonal(self, offset, axis1, axis2)
+
+    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+        return np.trace(self, offset, axis1, axis2)
+
+    # --- Python operators ------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Any:
+        return self._apply(_R_ADD, (self, other))
+
+    def __radd__(self, other: Any) -> Any:
+        return self._apply(_R_ADD, (other, self))
+
+    def __sub__(self, other: Any) -> Any:
+        return self._apply(_R_SUB, (self, other))
+
+    def __rsub__(self, other: Any) -> Any:
+        return self._apply(_R_SUB, (other, self))
+
+    def __mul__(self, other: Any) -> Any:
+        return self._apply(_R_MUL, (self, other))
+
+    def __rmul__(self, other: Any) -> Any:
+        return self._apply(_R_MUL, (other, self))
+
+    def __truediv__(self, other: Any) -> Any:
+        return self._apply(_R_DIV, (self, other))
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return self._apply(_R_DIV, (other, self))
+
+    def __pow__(self, other: Any) -> Any:
+        return self._apply(_R_POW, (self, other))
+
+    def __rpow__(self, other: Any) -> Any:
+        return self._apply(_R_POW, (other, self))
+
+    def __mod__(self, other: Any) -> Any:
+        return self._apply(_R_MOD, (self, other))
+
+    def __rmod__(self, other: Any) -> Any:
+        return self._apply(_R_MOD, (other, self))
+
+    def __floordiv__(self, other: Any) -> Any:
+        return np.floor_divide(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Any:
+        return np.floor_divide(other, self)
+
+    def __matmul__(self, other: Any) -> Any:
+        return np.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        return np.matmul(other, self)
+
+    def __neg__(self) -> Any:
+        return self._apply(_R_NEG, (self,))
+
+    def __pos__(self) -> Any:
+        return self._apply(_R_POS, (self,))  # a new value, as +a is a new array in NumPy
+
+    def __abs__(self) -> Any:
+        return self._apply(_R_ABS, (self,))
+
+    def _inplace(self, result: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __iadd__(self, other: Any) -> Any:
+        return self._inplace(self + other)
+
+    def __isub__(self, other: Any) -> Any:
+        return self._inplace(self - other)
+
+    def __imul__(self, other: Any) -> Any:
+        return self._inplace(self * other)
+
+    def __itruediv__(self, other: Any) -> Any:
+        return self._inplace(self / other)
+
+    def __ipow__(self, other: Any) -> Any:
+        return self._inplace(self**other)
+
+    def __imatmul__(self, other: Any) -> Any:
+        return self._inplace(self @ other)
+
+    # comparisons act on values and return plain boolean arrays
+    def __lt__(self, other: Any) -> Any:
+        return primal(self) < primal(other)
+
+    def __le__(self, other: Any) -> Any:
+        return primal(self) <= primal(other)
+
+    def __gt__(self, other: Any) -> Any:
+        return primal(self) > primal(other)
+
+    def __ge__(self, other: Any) -> Any:
+        return primal(self) >= primal(other)
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return primal(self) == primal(other)
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        return primal(self) != primal(other)
+
+
+class Dual(Carrier):
     """A dual number (or array of them): a value with its directional derivatives.
 
     Parameters
@@ -65,8 +323,6 @@ class Dual:
     """
 
     __slots__ = ("_value", "_partials", "_tag")
-    __array_priority__ = 1000
-    __hash__ = None  # type: ignore[assignment]  # mutable, like ndarray
 
     def __init__(self, value: Any, partials: Any = None, tag: int = 0) -> None:
         value = _as_float_array(value)
@@ -112,61 +368,14 @@ class Dual:
         """Number of directions ``k`` carried."""
         return self._partials.shape[-1]
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._value.shape
-
-    @property
-    def ndim(self) -> int:
-        return self._value.ndim
-
-    @property
-    def size(self) -> int:
-        return self._value.size
-
-    @property
-    def dtype(self) -> np.dtype:
-        return _dtype_of(self._value)
-
-    @property
-    def T(self) -> Dual:
-        return np.transpose(self)
-
-    def __len__(self) -> int:
-        return len(self._value)
-
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
+    def _zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> Dual:
+        """Constant zeros of this Dual's differentiation (what np.zeros_like(x) makes)."""
+        return Dual._make(
+            self._tag, np.zeros(shape, dtype), np.zeros(shape + (self.nderiv,), dtype)
+        )
 
     def __repr__(self) -> str:
         return f"Dual(value={self._value!r}, partials={self._partials!r}, tag={self._tag})"
-
-    # --- conversions that would lose the derivative ---------------------------------------------
-    def __float__(self) -> float:
-        raise _lost("Converting a Dual to float (float(x), math.* functions, or a float slot)")
-
-    def __int__(self) -> int:
-        raise _lost("Converting a Dual to int")
-
-    def __complex__(self) -> complex:
-        raise _lost("Converting a Dual to complex")
-
-    def __index__(self) -> int:
-        raise _lost("Using a Dual as an index")
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise _lost(
-            "Converting a Dual to a NumPy array (np.asarray, np.array, or assigning it into a "
-            "plain float array)",
-            _ARRAY_HINT,
-        )
-
-    def __round__(self, ndigits: int | None = None) -> Any:
-        return round(primal(self).item(), ndigits)  # a value-only operation, like floor
-
-    def __bool__(self) -> bool:
-        return bool(primal(self))
 
     # --- NumPy protocols -------------------------------------------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -198,71 +407,6 @@ class Dual:
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         return structural.array_function(func, args, kwargs, self)
 
-    # --- value-returning methods -----------------------------------------------------------------
-    def reshape(self, *shape: Any, order: str = "C") -> Dual:
-        if len(shape) == 1:
-            shape = shape[0]
-        return np.reshape(self, shape, order=order)
-
-    def ravel(self, order: str = "C") -> Dual:
-        return np.ravel(self, order=order)
-
-    def flatten(self, order: str = "C") -> Dual:
-        return np.ravel(self, order=order).copy()
-
-    def transpose(self, *axes: Any) -> Dual:
-        if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
-            axes = axes[0]
-        return np.transpose(self, axes or None)
-
-    def swapaxes(self, a: int, b: int) -> Dual:
-        return np.swapaxes(self, a, b)
-
-    def squeeze(self, axis: Any = None) -> Dual:
-        return np.squeeze(self, axis=axis)
-
-    def sum(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Dual:
-        return np.sum(self, axis=axis, keepdims=keepdims, **kw)
-
-    def mean(self, axis: Any = None, keepdims: bool = False, **kw: Any) -> Dual:
-        return np.mean(self, axis=axis, keepdims=keepdims, **kw)
-
-    def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Dual:
-        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
-
-    def std(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Dual:
-        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
-
-    def prod(self, axis: Any = None, keepdims: bool = False) -> Dual:
-        return np.prod(self, axis=axis, keepdims=keepdims)
-
-    def cumsum(self, axis: Any = None) -> Dual:
-        return np.cumsum(self, axis=axis)
-
-    def max(self, axis: Any = None, keepdims: bool = False) -> Dual:
-        return np.max(self, axis=axis, keepdims=keepdims)
-
-    def min(self, axis: Any = None, keepdims: bool = False) -> Dual:
-        return np.min(self, axis=axis, keepdims=keepdims)
-
-    def argmax(self, axis: Any = None) -> Any:
-        return np.argmax(primal(self), axis=axis)
-
-    def argmin(self, axis: Any = None) -> Any:
-        return np.argmin(primal(self), axis=axis)
-
-    def clip(self, a_min: Any = None, a_max: Any = None) -> Dual:
-        return np.clip(self, a_min, a_max)
-
-    def dot(self, other: Any) -> Dual:
-        return np.dot(self, other)
-
-    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Dual:
-        return np.diagonal(self, offset, axis1, axis2)
-
-    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Dual:
-        return np.trace(self, offset, axis1, axis2)
-
     def copy(self) -> Dual:
         return Dual._make(self._tag, self._value.copy(), self._partials.copy())
 
@@ -273,12 +417,6 @@ class Dual:
         return Dual._make(
             self._tag, self._value.astype(dtype, copy=copy), self._partials.astype(dtype, copy=copy)
         )
-
-    def item(self, *args: Any) -> Any:
-        raise _lost("Dual.item()")
-
-    def tolist(self) -> Any:
-        raise _lost("Dual.tolist()")
 
     # --- indexing --------------------------------------------------------------------------------
     def __getitem__(self, index: Any) -> Dual:
@@ -305,64 +443,6 @@ class Dual:
             self._value = _assign(self._value, index, item)
             self._partials = _assign(self._partials, index, 0.0)
 
-    # --- Python operators ------------------------------------------------------------------------
-    def __add__(self, other: Any) -> Any:
-        return apply_rule(_R_ADD, (self, other))
-
-    def __radd__(self, other: Any) -> Any:
-        return apply_rule(_R_ADD, (other, self))
-
-    def __sub__(self, other: Any) -> Any:
-        return apply_rule(_R_SUB, (self, other))
-
-    def __rsub__(self, other: Any) -> Any:
-        return apply_rule(_R_SUB, (other, self))
-
-    def __mul__(self, other: Any) -> Any:
-        return apply_rule(_R_MUL, (self, other))
-
-    def __rmul__(self, other: Any) -> Any:
-        return apply_rule(_R_MUL, (other, self))
-
-    def __truediv__(self, other: Any) -> Any:
-        return apply_rule(_R_DIV, (self, other))
-
-    def __rtruediv__(self, other: Any) -> Any:
-        return apply_rule(_R_DIV, (other, self))
-
-    def __pow__(self, other: Any) -> Any:
-        return apply_rule(_R_POW, (self, other))
-
-    def __rpow__(self, other: Any) -> Any:
-        return apply_rule(_R_POW, (other, self))
-
-    def __mod__(self, other: Any) -> Any:
-        return apply_rule(_R_MOD, (self, other))
-
-    def __rmod__(self, other: Any) -> Any:
-        return apply_rule(_R_MOD, (other, self))
-
-    def __floordiv__(self, other: Any) -> Any:
-        return np.floor_divide(self, other)
-
-    def __rfloordiv__(self, other: Any) -> Any:
-        return np.floor_divide(other, self)
-
-    def __matmul__(self, other: Any) -> Any:
-        return np.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Any:
-        return np.matmul(other, self)
-
-    def __neg__(self) -> Any:
-        return apply_rule(_R_NEG, (self,))
-
-    def __pos__(self) -> Any:
-        return apply_rule(_R_POS, (self,))  # a new Dual, as +a is a new array in NumPy
-
-    def __abs__(self) -> Any:
-        return apply_rule(_R_ABS, (self,))
-
     def _inplace(self, result: Any) -> Dual:
         if isinstance(primal(self._value), np.generic) and isinstance(result, Dual):
             # A scalar is never a view of anything: rebinding its parts is the whole update.
@@ -376,43 +456,6 @@ class Dual:
             )
         self[...] = result
         return self
-
-    def __iadd__(self, other: Any) -> Dual:
-        return self._inplace(self + other)
-
-    def __isub__(self, other: Any) -> Dual:
-        return self._inplace(self - other)
-
-    def __imul__(self, other: Any) -> Dual:
-        return self._inplace(self * other)
-
-    def __itruediv__(self, other: Any) -> Dual:
-        return self._inplace(self / other)
-
-    def __ipow__(self, other: Any) -> Dual:
-        return self._inplace(self**other)
-
-    def __imatmul__(self, other: Any) -> Dual:
-        return self._inplace(self @ other)
-
-    # comparisons act on values and return plain boolean arrays
-    def __lt__(self, other: Any) -> Any:
-        return primal(self) < primal(other)
-
-    def __le__(self, other: Any) -> Any:
-        return primal(self) <= primal(other)
-
-    def __gt__(self, other: Any) -> Any:
-        return primal(self) > primal(other)
-
-    def __ge__(self, other: Any) -> Any:
-        return primal(self) >= primal(other)
-
-    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
-        return primal(self) == primal(other)
-
-    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
-        return primal(self) != primal(other)
 
 
 _R_ADD = rules.RULES[np.add]
@@ -431,7 +474,7 @@ _R_POS = rules.RULES[np.positive]
 
 def primal(x: Any) -> Any:
     """The plain value of ``x`` with every layer of derivative removed (``x`` itself if plain)."""
-    while isinstance(x, Dual):
+    while isinstance(x, Carrier):
         x = x._value
     return x
 
@@ -500,6 +543,8 @@ def _scale(d: Any, p: Any) -> Any:
         return d * p
     if cls is Dual:
         return d[..., None] * p
+    if cls is not np.ndarray and isinstance(d, Carrier):  # a reverse-mode value in forward mode
+        raise mixed_modes()
     if d.ndim == 0:
         return d * p if math.isfinite(d) else _zero_tangent_stays_zero(d, p)
     if math.isfinite(np.add.reduce(d, axis=None)):  # one cheap pass over d, not over d * p
@@ -601,6 +646,9 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
     return Dual._make(tag, y, tangent_sum)
 
 
+Dual._apply = staticmethod(apply_rule)  # the operators of Carrier apply rules through it
+
+
 def _value_only(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return func(*[primal(a) for a in args], **{k: primal(v) for k, v in kwargs.items()})
 
@@ -631,10 +679,10 @@ def label(func: Any) -> str:
 
 
 def _write_out(out: Any, result: Any) -> Any:
-    if isinstance(out, Dual):
+    if isinstance(out, Carrier):
         out[...] = result
         return out
-    if isinstance(result, Dual):
+    if isinstance(result, Carrier):
         raise _lost("Writing a Dual into a plain array via out=", _ARRAY_HINT)
     np.copyto(out, result)
     return out
@@ -658,8 +706,8 @@ def _normalize_index(index: Any, ndim: int) -> Any:
             has_ellipsis = True
         elif item is None:
             pass
-        elif isinstance(item, Dual):
-            raise _lost("Using a Dual as an index")
+        elif isinstance(item, Carrier):
+            raise _lost(f"Using {item._label} as an index")
         elif isinstance(item, (np.ndarray, list)):
             arr = np.asarray(item)
             consumed += arr.ndim if arr.dtype == bool else 1

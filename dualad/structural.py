@@ -18,6 +18,7 @@ import numpy as np
 
 from . import rules
 from .dual import (
+    Carrier,
     Dual,
     DualError,
     _value_only,
@@ -30,12 +31,27 @@ from .dual import (
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 _CREATION: dict[Any, Callable[..., Any]] = {}
+#: The functions of _FUNCTIONS that are compositions of other NumPy calls, engine-independent.
+COMPOSITES: dict[Any, Callable[..., Any]] = {}
 
 
 def _implements(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(impl: Callable[..., Any]) -> Callable[..., Any]:
         for f in funcs:
             _FUNCTIONS[f] = impl
+        return impl
+
+    return register
+
+
+def _composite(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an implementation written only with NumPy calls on its arguments (no ``.value``
+    or ``.partials``): it serves Duals, and any other Carrier (reverse mode) reuses it as is."""
+
+    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
+        for f in funcs:
+            _FUNCTIONS[f] = impl
+            COMPOSITES[f] = impl
         return impl
 
     return register
@@ -172,9 +188,9 @@ def _reshape(a: Dual, shape: Any = None, order: str = "C", *, newshape: Any = No
     )
 
 
-@_implements(np.ravel)
+@_composite(np.ravel)
 def _ravel(a: Dual, order: str = "C") -> Dual:
-    return _reshape(a, (-1,), order)
+    return np.reshape(a, (-1,), order=order)
 
 
 @_implements(np.transpose)
@@ -211,13 +227,13 @@ def _expand_dims(a: Dual, axis: Any) -> Dual:
     return _unary(a, lambda v: np.expand_dims(v, axes), lambda p, v: np.expand_dims(p, axes))
 
 
-@_implements(np.atleast_1d)
+@_composite(np.atleast_1d)
 def _atleast_1d(*arys: Any) -> Any:
     out = [np.reshape(a, (1,)) if np.ndim(a) == 0 else a for a in arys]
     return out[0] if len(out) == 1 else out
 
 
-@_implements(np.atleast_2d)
+@_composite(np.atleast_2d)
 def _atleast_2d(*arys: Any) -> Any:
     out = [
         np.reshape(a, (1,) * (2 - np.ndim(a)) + np.shape(a)) if np.ndim(a) < 2 else a for a in arys
@@ -267,13 +283,13 @@ def _stack(arrays: Any, axis: int = 0, out: Any = None, **kw: Any) -> Any:
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.hstack)
+@_composite(np.hstack)
 def _hstack(tup: Any, **kw: Any) -> Any:
     arrs = [np.atleast_1d(a) for a in tup]
     return np.concatenate(arrs, axis=0 if np.ndim(arrs[0]) == 1 else 1)
 
 
-@_implements(np.vstack)
+@_composite(np.vstack)
 def _vstack(tup: Any, **kw: Any) -> Any:
     return np.concatenate([np.atleast_2d(a) for a in tup], axis=0)
 
@@ -325,14 +341,14 @@ def _flip(m: Dual, axis: Any = None) -> Dual:
     return _unary(m, lambda v: np.flip(v, axes), lambda p, v: np.flip(p, axes))
 
 
-@_implements(np.fliplr)
-def _fliplr(m: Dual) -> Dual:
-    return _flip(m, 1)
+@_composite(np.fliplr)
+def _fliplr(m: Any) -> Any:
+    return np.flip(m, 1)
 
 
-@_implements(np.flipud)
-def _flipud(m: Dual) -> Dual:
-    return _flip(m, 0)
+@_composite(np.flipud)
+def _flipud(m: Any) -> Any:
+    return np.flip(m, 0)
 
 
 @_implements(np.take)
@@ -368,7 +384,7 @@ def _repeat(a: Dual, repeats: Any, axis: Any = None) -> Dual:
     return _unary(a, lambda v: np.repeat(v, repeats, ax), lambda p, v: np.repeat(p, repeats, ax))
 
 
-@_implements(np.sort)
+@_composite(np.sort)
 def _sort(a: Dual, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Dual:
     if axis is None:
         a, axis = np.ravel(a), 0
@@ -385,10 +401,10 @@ def _diagonal(a: Dual, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Dual:
     )
 
 
-@_implements(np.diag)
+@_composite(np.diag)
 def _diag(v: Dual, k: int = 0) -> Dual:
     if v.ndim == 2:
-        return _diagonal(v, k)
+        return np.diagonal(v, k)
     if v.ndim != 1:
         raise ValueError(f"np.diag needs a 1-D or 2-D input; got shape {v.shape}")
     n = v.shape[0] + abs(k)
@@ -399,7 +415,7 @@ def _diag(v: Dual, k: int = 0) -> Dual:
     return out
 
 
-@_implements(np.trace)
+@_composite(np.trace)
 def _trace(
     a: Dual, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None, out: Any = None
 ):
@@ -426,13 +442,13 @@ def _sum(
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.nansum)
+@_composite(np.nansum)
 def _nansum(a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False):
     result = np.sum(np.where(np.isnan(primal(a)), 0.0, a), axis=axis, keepdims=keepdims)
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.polyval)
+@_composite(np.polyval)
 def _polyval(p: Any, x: Any) -> Any:
     """Horner's rule: differentiable in the coefficients and in x."""
     y = np.zeros_like(x) if np.ndim(p) else x * 0.0
@@ -441,7 +457,7 @@ def _polyval(p: Any, x: Any) -> Any:
     return y
 
 
-@_implements(np.cross)
+@_composite(np.cross)
 def _cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: Any = None):
     """Cross product of 3-vectors along the last axis, as products of components."""
     if (
@@ -451,16 +467,16 @@ def _cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, ax
         or (np.shape(b)[-1:] != (3,))
     ):
         raise DualError("np.cross on Duals supports 3-vectors along the last axis only")
-    a, b = (v if isinstance(v, Dual) else np.asarray(v) for v in (a, b))
+    a, b = (v if isinstance(v, Carrier) else np.asarray(v) for v in (a, b))
     a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
     b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
     return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
 
 
-@_implements(np.interp)
+@_composite(np.interp)
 def _interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, period: Any = None):
     """Piecewise-linear interpolation in x (the table xp, fp is constant): the segment's slope."""
-    if isinstance(xp, Dual) or isinstance(fp, Dual) or period is not None:
+    if isinstance(xp, Carrier) or isinstance(fp, Carrier) or period is not None:
         raise DualError("np.interp on Duals differentiates in x only (constant xp, fp, no period)")
     xp, fp = np.asarray(xp, dtype=float), np.asarray(fp, dtype=float)
     value = np.interp(primal(x), xp, fp, left, right)
@@ -476,7 +492,7 @@ def _count(a: Any, axis: Any) -> int:
     return int(np.prod([shape[i] for i in _axes(axis, len(shape))]))
 
 
-@_implements(np.mean)
+@_composite(np.mean)
 def _mean(
     a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw
 ):
@@ -485,7 +501,7 @@ def _mean(
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.var)
+@_composite(np.var)
 def _var(
     a: Dual,
     axis: Any = None,
@@ -501,7 +517,7 @@ def _var(
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.std)
+@_composite(np.std)
 def _std(
     a: Dual,
     axis: Any = None,
@@ -552,11 +568,11 @@ def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
     return impl
 
 
-_FUNCTIONS[np.max] = _FUNCTIONS[np.amax] = _extreme(np.argmax)
-_FUNCTIONS[np.min] = _FUNCTIONS[np.amin] = _extreme(np.argmin)
+_composite(np.max, np.amax)(_extreme(np.argmax))
+_composite(np.min, np.amin)(_extreme(np.argmin))
 
 
-@_implements(np.prod)
+@_composite(np.prod)
 def _prod(
     a: Dual, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw
 ):
@@ -573,7 +589,7 @@ def _prod(
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.clip)
+@_composite(np.clip)
 def _clip(
     a: Any,
     a_min: Any = np._NoValue,
@@ -594,7 +610,7 @@ def _clip(
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.diff)
+@_composite(np.diff)
 def _diff(
     a: Any, n: int = 1, axis: int = -1, prepend: Any = np._NoValue, append: Any = np._NoValue
 ):
@@ -673,7 +689,7 @@ def _letters(n: int, start: int = 0) -> str:
     return string.ascii_lowercase[start : start + n]
 
 
-@_implements(np.matmul)
+@_composite(np.matmul)
 def _matmul(a: Any, b: Any, out: Any = None, **kw: Any) -> Any:
     for key in ("dtype", "casting", "order", "subok"):
         kw.pop(key, None)
@@ -698,10 +714,10 @@ if hasattr(np, "vecdot"):  # ufuncs since NumPy 2.0 / 2.2
         return np.sum(np.moveaxis(x1, axis, -1) * np.moveaxis(x2, axis, -1), axis=-1)
 
     LINEAR_UFUNCS[np.vecdot] = _vecdot
-    _FUNCTIONS[np.vecdot] = _vecdot
+    _FUNCTIONS[np.vecdot] = COMPOSITES[np.vecdot] = _vecdot
 
 
-@_implements(np.dot)
+@_composite(np.dot)
 def _dot(a: Any, b: Any, out: Any = None) -> Any:
     na, nb = np.ndim(a), np.ndim(b)
     if na == 0 or nb == 0:
@@ -715,12 +731,12 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.vdot)
+@_composite(np.vdot)
 def _vdot(a: Any, b: Any) -> Any:
     return np.einsum("i,i->", np.ravel(a), np.ravel(b))
 
 
-@_implements(np.inner)
+@_composite(np.inner)
 def _inner(a: Any, b: Any) -> Any:
     na, nb = np.ndim(a), np.ndim(b)
     if na == 0 or nb == 0:
@@ -730,13 +746,13 @@ def _inner(a: Any, b: Any) -> Any:
     return np.einsum(f"{sa},{sb}->{sa[:-1] + sb[:-1]}", a, b)
 
 
-@_implements(np.outer)
+@_composite(np.outer)
 def _outer(a: Any, b: Any, out: Any = None) -> Any:
     result = np.einsum("i,j->ij", np.ravel(a), np.ravel(b))
     return result if out is None else _write_out(out, result)
 
 
-@_implements(np.tensordot)
+@_composite(np.tensordot)
 def _tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     na, nb = np.ndim(a), np.ndim(b)
     if isinstance(axes, int):
@@ -760,7 +776,7 @@ def _tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
 # --- linear algebra ------------------------------------------------------------------------------
 
 
-@_implements(np.linalg.norm)
+@_composite(np.linalg.norm)
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
     matrix = (axis is None and np.ndim(x) == 2) or (
         isinstance(axis, (tuple, list)) and len(axis) == 2
@@ -879,10 +895,11 @@ def _float_kind(dtype: Any) -> bool:
     return dtype is None or np.dtype(dtype).kind == "f"
 
 
-def _zeros_dual(like: Dual, shape: Any, dtype: Any) -> Dual:
+def _zeros_dual(like: Carrier, shape: Any, dtype: Any) -> Carrier:
+    """Constant zeros of ``like``'s kind (and differentiation), so that they can hold its values."""
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (int(shape),)
     dtype = like.dtype if dtype is None else np.dtype(dtype)
-    return Dual._make(like.tag, np.zeros(shape, dtype), np.zeros(shape + (like.nderiv,), dtype))
+    return like._zeros(shape, dtype)
 
 
 def _creation_args(
@@ -925,19 +942,19 @@ def _make_like(fill: Any) -> Callable[..., Any]:
     return impl
 
 
-def _filled(like: Dual, shape: Any, fill_value: Any, dtype: Any) -> Any:
+def _filled(like: Carrier, shape: Any, fill_value: Any, dtype: Any) -> Any:
     """A Dual of ``like``'s differentiation filled with ``fill_value``; plain for non-floats."""
     if not _float_kind(dtype):
         return np.full(shape, primal(fill_value), dtype=dtype)
     out = _zeros_dual(like, shape, dtype)
-    if not (np.ndim(fill_value) == 0 and not isinstance(fill_value, Dual) and fill_value == 0):
+    if not (np.ndim(fill_value) == 0 and not isinstance(fill_value, Carrier) and fill_value == 0):
         out[...] = fill_value
     return out
 
 
-_FUNCTIONS[np.zeros_like] = _FUNCTIONS[np.empty_like] = _make_like(0.0)
-_FUNCTIONS[np.ones_like] = _make_like(1.0)
-_FUNCTIONS[np.full_like] = _make_like(None)
+_composite(np.zeros_like, np.empty_like)(_make_like(0.0))
+_composite(np.ones_like)(_make_like(1.0))
+_composite(np.full_like)(_make_like(None))
 
 
 def _make_creation(fill: Any) -> Callable[..., Any]:
@@ -956,11 +973,11 @@ _CREATION[np.full] = _make_creation(None)
 @_creates(np.array, np.asarray, np.asanyarray)
 def _array(like: Dual, obj: Any, dtype: Any = None, *args: Any, **kw: Any) -> Any:
     """``np.array([...], like=x)``: nested sequences holding Duals become one stacked Dual."""
-    if isinstance(obj, Dual):
+    if isinstance(obj, Carrier):
         return obj
     if isinstance(obj, (list, tuple)):
         items = [_array(like, o, dtype) for o in obj]
-        if any(isinstance(i, Dual) for i in items):
+        if any(isinstance(i, Carrier) for i in items):
             return np.stack(items)
     value = np.asarray(obj, dtype=dtype)
     if value.dtype.kind != "f":
