@@ -5,8 +5,8 @@
 array([2.58385316, 2.        ])
 """
 
-from . import rules
-from .dual import Dual, DualError, apply_rule, primal, tangent
+from . import reverse, rules
+from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, apply_rule, primal, tangent
 from .rules import NONDIFF, register_rule
 from .transforms import (
     batch_jacobian,
@@ -18,14 +18,24 @@ from .transforms import (
     hvp,
     jacfwd,
     jacobian,
+    jacrev,
     jvp,
     stop_gradient,
     value_and_gradient,
     value_and_jacobian,
+    vjp,
 )
 
-rules._dispatch_hook = apply_rule
-rules._carries_derivative = lambda a: isinstance(a, Dual)
+
+def _apply_registered(rule: rules.Rule, args: tuple) -> object:
+    """A rule registered for a plain function, applied by the engine its arguments belong to."""
+    if any(a.__class__ is reverse.Tracer for a in args):
+        return reverse.apply_rule(rule, args)
+    return apply_rule(rule, args)
+
+
+rules._dispatch_hook = _apply_registered
+rules._carries_derivative = lambda a: isinstance(a, Carrier)
 
 __version__ = "0.1.0"
 
@@ -42,11 +52,14 @@ __all__ = [
     "hvp",
     "jacfwd",
     "jacobian",
+    "jacrev",
     "jvp",
     "primal",
     "register_rule",
+    "ReverseModeUnsupported",
     "stop_gradient",
     "tangent",
     "value_and_gradient",
     "value_and_jacobian",
+    "vjp",
 ]

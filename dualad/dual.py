@@ -76,12 +76,47 @@ class Carrier:
     __slots__ = ()
     __array_priority__ = 1000
     __hash__ = None  # type: ignore[assignment]  # mutable, like ndarray
-    _label = "a Dual"  # how error messages name the value
+    _label = "a Dual"  # how error messages name the value ...
+    _plural = "Duals"  # ... and several of them
+    _functions: dict[Any, Any] = {}  # NumPy function -> implementation for this kind of Carrier
     _value: Any
 
     @staticmethod
     def _apply(rule: Rule, args: tuple[Any, ...]) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    # --- NumPy protocols (NEP 13, NEP 18) -------------------------------------------------------
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if not kwargs and method == "__call__":  # the hot path: np.sin(x), np.add(x, y) ...
+            rule = rules.RULES.get(ufunc)
+            if rule is not None:
+                return self._apply(rule, inputs)
+        out = kwargs.pop("out", None)
+        if method == "__call__" and ufunc in structural.LINEAR_UFUNCS:
+            result = structural.LINEAR_UFUNCS[ufunc](*inputs, **kwargs)  # matmul, vecdot: bilinear
+        elif method == "__call__":
+            where = kwargs.pop("where", True)
+            if where is not True:
+                raise DualError(
+                    f"np.{ufunc.__name__}(..., where=...) is not supported on {self._plural}"
+                )
+            kwargs.pop("dtype", None)
+            kwargs.pop("casting", None)
+            kwargs.pop("order", None)
+            if kwargs:
+                raise DualError(
+                    f"np.{ufunc.__name__} keyword(s) {sorted(kwargs)} are not supported on "
+                    f"{self._plural}"
+                )
+            result = call_ufunc(ufunc, inputs, self._apply)
+        else:
+            result = structural.ufunc_method(ufunc, method, inputs, kwargs)
+        if out is None:
+            return result
+        return _write_out(out[0] if isinstance(out, tuple) else out, result)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        return structural.array_function(func, args, kwargs, self)
 
     # --- array attributes ------------------------------------------------------------------------
     @property
@@ -140,10 +175,10 @@ class Carrier:
         return bool(primal(self))
 
     def item(self, *args: Any) -> Any:
-        raise _lost(f"{self._label[2:]}.item()")
+        raise _lost(f"{type(self).__name__}.item()")
 
     def tolist(self) -> Any:
-        raise _lost(f"{self._label[2:]}.tolist()")
+        raise _lost(f"{type(self).__name__}.tolist()")
 
     # --- value-returning methods -----------------------------------------------------------------
     def reshape(self, *shape: Any, order: str = "C") -> Any:
@@ -377,36 +412,6 @@ class Dual(Carrier):
     def __repr__(self) -> str:
         return f"Dual(value={self._value!r}, partials={self._partials!r}, tag={self._tag})"
 
-    # --- NumPy protocols -------------------------------------------------------------------------
-    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if not kwargs and method == "__call__":  # the hot path: np.sin(x), np.add(x, y) ...
-            rule = rules.RULES.get(ufunc)
-            if rule is not None:
-                return apply_rule(rule, inputs)
-        out = kwargs.pop("out", None)
-        if method == "__call__" and ufunc in structural.LINEAR_UFUNCS:
-            result = structural.LINEAR_UFUNCS[ufunc](*inputs, **kwargs)  # matmul, vecdot: bilinear
-        elif method == "__call__":
-            where = kwargs.pop("where", True)
-            if where is not True:
-                raise DualError(f"np.{ufunc.__name__}(..., where=...) is not supported on Duals")
-            kwargs.pop("dtype", None)
-            kwargs.pop("casting", None)
-            kwargs.pop("order", None)
-            if kwargs:
-                raise DualError(
-                    f"np.{ufunc.__name__} keyword(s) {sorted(kwargs)} are not supported on Duals"
-                )
-            result = call_ufunc(ufunc, inputs)
-        else:
-            result = structural.ufunc_method(ufunc, method, inputs, kwargs)
-        if out is None:
-            return result
-        return _write_out(out[0] if isinstance(out, tuple) else out, result)
-
-    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return structural.array_function(func, args, kwargs, self)
-
     def copy(self) -> Dual:
         return Dual._make(self._tag, self._value.copy(), self._partials.copy())
 
@@ -497,7 +502,7 @@ def _dtype_of(value: Any) -> np.dtype:
 
 
 def _as_float_array(value: Any) -> Any:
-    if isinstance(value, Dual):
+    if isinstance(value, Carrier):
         return value
     arr = np.asarray(value)
     if arr.dtype.kind == "c":
@@ -528,7 +533,7 @@ def _check_k(a: Dual, b: Dual) -> None:
         )
 
 
-def _scale(d: Any, p: Any) -> Any:
+def _scale(d: Any, p: Any, tag: int = 0) -> Any:
     """Partial derivative ``d`` (shape broadcastable to the output) times partials ``p``.
 
     Never returns ``p`` itself: outputs own their partials, so writing into one cannot change
@@ -543,8 +548,10 @@ def _scale(d: Any, p: Any) -> Any:
         return d * p
     if cls is Dual:
         return d[..., None] * p
-    if cls is not np.ndarray and isinstance(d, Carrier):  # a reverse-mode value in forward mode
-        raise mixed_modes()
+    if cls is not np.ndarray and isinstance(d, Carrier):  # a reverse-mode value (a Tracer)
+        if d._tape.level > tag:  # its trace began inside this differentiation: not supported
+            raise mixed_modes()
+        return d[..., None] * p  # forward inside reverse: the tape records this product
     if d.ndim == 0:
         return d * p if math.isfinite(d) else _zero_tangent_stays_zero(d, p)
     if math.isfinite(np.add.reduce(d, axis=None)):  # one cheap pass over d, not over d * p
@@ -597,7 +604,7 @@ def _zero_tangent_stays_zero(d: Any, p: Any) -> Any:
         return np.where(p == 0, 0.0, d * p)
 
 
-_SCALAR_RESULT = (np.ndarray, np.generic, Dual)
+_SCALAR_RESULT = (np.ndarray, np.generic, Carrier)
 
 
 def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
@@ -634,7 +641,7 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
         tangent_sum = _fused(terms, y)
     if tangent_sum is None:
         for d, p in terms:
-            contribution = _scale(d, p)
+            contribution = _scale(d, p, tag)
             tangent_sum = contribution if tangent_sum is None else tangent_sum + contribution
     if tangent_sum is None:  # every Dual argument enters through a zero partial
         k = next(a._partials.shape[-1] for a in args if a.__class__ is Dual and a._tag == tag)
@@ -653,10 +660,11 @@ def _value_only(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any
     return func(*[primal(a) for a in args], **{k: primal(v) for k, v in kwargs.items()})
 
 
-def call_ufunc(ufunc: Any, inputs: tuple[Any, ...]) -> Any:
+def call_ufunc(ufunc: Any, inputs: tuple[Any, ...], apply: Any = None) -> Any:
+    """A ufunc on Carriers: its rule applied by the engine's ``apply``, values only, or an error."""
     rule = rules.lookup(ufunc)
     if rule is not None:
-        return apply_rule(rule, inputs)
+        return (apply or apply_rule)(rule, inputs)
     if rules.is_zero_derivative(ufunc):
         return _value_only(ufunc, inputs, {})
     raise _no_rule(label(ufunc))

@@ -23,7 +23,6 @@ from .dual import (
     DualError,
     _value_only,
     _write_out,
-    apply_rule,
     label,
     primal,
     top_tag,
@@ -67,7 +66,7 @@ def _creates(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def _holds_dual(obj: Any) -> bool:
-    if isinstance(obj, Dual):
+    if isinstance(obj, Carrier):
         return True
     if isinstance(obj, (list, tuple)):
         return any(_holds_dual(o) for o in obj)
@@ -75,13 +74,17 @@ def _holds_dual(obj: Any) -> bool:
 
 
 def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], like: Any) -> Any:
-    """Entry point of ``Dual.__array_function__`` (NEP 18, and NEP 35 for ``like=``)."""
+    """Entry point of ``Carrier.__array_function__`` (NEP 18, and NEP 35 for ``like=``).
+
+    ``like`` is the Carrier NumPy dispatched to; its class's ``_functions`` table (for a Dual,
+    this module's JVPs) is looked up first, its ``_apply`` applies rules.
+    """
     out = kwargs.get("out")
-    if isinstance(out, Dual) and not _holds_dual(args):
+    if isinstance(out, Carrier) and not _holds_dual(args):
         rest = {k: v for k, v in kwargs.items() if k != "out"}
-        if not _holds_dual(tuple(rest.values())):  # only out= is a Dual: plain result, written in
+        if not _holds_dual(tuple(rest.values())):  # only out= carries: plain result, written in
             return _write_out(out, func(*args, **rest))
-    impl = _FUNCTIONS.get(func)
+    impl = like._functions.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
     impl = _CREATION.get(func)
@@ -90,8 +93,10 @@ def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], lik
     rule = rules.lookup(func)
     if rule is not None:
         if kwargs:
-            raise DualError(f"{rule.name} with keyword arguments is not supported on Duals")
-        return apply_rule(rule, args)
+            raise DualError(
+                f"{rule.name} with keyword arguments is not supported on {like._plural}"
+            )
+        return like._apply(rule, args)
     if rules.is_zero_derivative(func):
         return _value_only(func, args, kwargs)
     raise DualError(
@@ -985,3 +990,6 @@ def _array(like: Dual, obj: Any, dtype: Any = None, *args: Any, **kw: Any) -> An
     out = _zeros_dual(like, value.shape, np.result_type(value.dtype, like.dtype))
     out[...] = value
     return out
+
+
+Dual._functions = _FUNCTIONS  # what Carrier.__array_function__ looks up for a Dual

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .dual import Dual, DualError, _as_float_array, primal
+from . import reverse
+from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, _as_float_array, primal
 
 __all__ = [
     "derivative",
@@ -32,7 +33,9 @@ __all__ = [
     "value_and_gradient",
     "value_and_jacobian",
     "jacfwd",
+    "jacrev",
     "grad",
+    "vjp",
     "stop_gradient",
 ]
 
@@ -174,7 +177,7 @@ def _is_numba_function(f: Any) -> bool:
 
 def _any_dual(args: tuple[Any, ...]) -> bool:
     for a in args:
-        if isinstance(a, Dual):
+        if isinstance(a, Carrier):
             return True
     return False
 
@@ -193,7 +196,7 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
         return None
     elif engine != "numba":
         raise ValueError(f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r}")
-    if isinstance(x, Dual) or _any_dual(args):
+    if isinstance(x, Carrier) or _any_dual(args):
         if engine == "numba":
             raise DualError(
                 "engine='numba' cannot differentiate at a Dual point (a derivative inside another "
@@ -242,13 +245,89 @@ def _float64_point(x: Any) -> np.ndarray:
     return point if point.flags.c_contiguous else point.copy()
 
 
-def _check_mode(mode: str) -> None:
+def _check_mode(mode: str, engine: str = "auto") -> None:
     if mode not in ("auto", "forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
-    if mode == "reverse":
-        raise NotImplementedError(
-            "mode='reverse' is not available yet in dualad; use mode='forward' (or 'auto')"
+    if mode == "reverse" and engine == "numba":
+        raise ValueError(
+            "mode='reverse' runs on the NumPy engine (a Numba function's Python source is "
+            "traced); engine='numba' is forward mode only: pass engine='auto' or 'numpy'"
         )
+
+
+#: ``mode="auto"`` takes a Jacobian in reverse mode when f has more inputs than this and at most
+#: one output per ``AUTO_INPUTS_PER_OUTPUT`` inputs (both read off ``make bench``; README).
+AUTO_REVERSE_MIN_INPUTS = 16
+AUTO_INPUTS_PER_OUTPUT = 2
+
+
+def _nested(x: Any, args: tuple[Any, ...]) -> bool:
+    """True inside another differentiation (a Dual or Tracer may be anywhere, closures too)."""
+    return (
+        len(_live_tags) > 1
+        or bool(reverse.live_tapes)
+        or isinstance(x, Carrier)
+        or any(isinstance(a, Carrier) for a in args)
+    )
+
+
+def _auto_trace(f: Any, x: Any, args: tuple[Any, ...]) -> reverse.Trace | None:
+    """For ``mode="auto"``: f's reverse-mode trace when reverse mode should take the Jacobian.
+
+    Forward mode (None) for few inputs, inside another differentiation, when f turns out to have
+    too many outputs for its inputs (the trace is then one wasted evaluation), or when the reverse
+    engine cannot run f (forward mode then runs it, and reports any error of f's own).
+    """
+    n = np.size(primal(x))
+    if n <= AUTO_REVERSE_MIN_INPUTS or _nested(x, args):
+        return None
+    try:
+        traced = reverse.trace(f, _reverse_point(x), args, next(_tags))
+    except ReverseModeUnsupported as error:
+        warnings.warn(
+            f"dualad's reverse mode cannot differentiate {getattr(f, '__name__', f)} ({error}), "
+            "so mode='auto' uses forward mode. Pass mode='forward' to choose it without this "
+            "warning.",
+            stacklevel=4,
+        )
+        return None
+    except Exception:  # noqa: BLE001 - forward mode reruns f and raises what is f's own error
+        return None
+    if np.size(traced.value) * AUTO_INPUTS_PER_OUTPUT > n:
+        return None
+    return traced
+
+
+def _reverse_point(x: Any) -> np.ndarray:
+    """The point as a float array; a Dual or Tracer point is a derivative inside another one."""
+    if isinstance(x, Carrier):
+        raise ReverseModeUnsupported(
+            f"reverse mode cannot differentiate at a point that is {x._label} (a derivative "
+            "inside another derivative); use mode='forward' for the inner one"
+        )
+    return _as_input(x)
+
+
+def _reverse_jacobian(
+    f: Any, x: Any, chunk_size: int | None, args: tuple[Any, ...], traced: Any = None
+) -> tuple[Any, Any]:
+    """(f(x), Jacobian) by reverse mode: output rows pulled back in chunks, one sweep each."""
+    point = _reverse_point(x)
+    if traced is None:
+        traced = reverse.trace(_python_function(f), point, args, next(_tags))
+    value = traced.value
+    out_shape = np.shape(value)
+    m, n = math.prod(out_shape), point.size
+    k = chunk_width(m, chunk_size, max(1, -(-n // max(m, 1))))
+    rows = []
+    for start in range(0, max(m, 1), k):
+        width = min(k, m - start) if m else 0
+        seed = _basis(max(m, 1), start, max(width, 1), traced.dtype)[: max(m, 1)]
+        ct = seed.reshape(out_shape + (max(width, 1),)) if m else np.zeros(out_shape + (1,))
+        g = traced.pull(ct, consume=start + k >= m)
+        rows.append(g.reshape(n, -1)[:, :width].T)
+    jac = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0)
+    return _scalar(value), _scalar(np.ascontiguousarray(jac).reshape(out_shape + point.shape))
 
 
 def _compiled_jacobian(
@@ -302,9 +381,13 @@ def value_and_jacobian(
     x
         Point of differentiation: a scalar, list or array (integers are promoted to float64).
     mode
-        ``"forward"`` or ``"auto"`` (forward for now).
+        ``"forward"``, ``"reverse"`` (one backward sweep per chunk of output rows) or ``"auto"``:
+        reverse when f has many inputs and at most one output per
+        ``AUTO_INPUTS_PER_OUTPUT`` of them, forward otherwise (and always for a ``numba.njit``
+        function, which the compiled forward engine takes, or inside another derivative).
     chunk_size
-        Directions per pass; by default all of them while the seed fits a memory budget.
+        Directions (forward) or output rows (reverse) per pass; by default all of them while
+        the seed fits a memory budget.
     args
         Extra arguments passed to ``f`` and not differentiated, as in SciPy.
     engine
@@ -313,13 +396,19 @@ def value_and_jacobian(
         engine computes in float64 and carries at most ``dualad.numba.CHUNK_THRESHOLD``
         directions per pass unless ``chunk_size`` says otherwise.
     """
-    _check_mode(mode)
+    _check_mode(mode, engine)
+    if mode == "reverse":
+        return _reverse_jacobian(f, x, chunk_size, args)
     compiled = _compiled_engine(f, x, args, engine)
     if compiled is not None:
         result = _compiled_jacobian(compiled, "value_and_jacobian", f, x, chunk_size, args, engine)
         if result is not None:
             return _scalar(result[0]), _scalar(result[1])
     f = _python_function(f)
+    if mode == "auto":
+        traced = _auto_trace(f, x, args)
+        if traced is not None:
+            return _reverse_jacobian(f, x, chunk_size, args, traced)
     x = _as_input(x)
     shape = np.shape(primal(x))
     n = math.prod(shape)
@@ -370,8 +459,8 @@ def jacobian(
                     pass  # new argument types that do not compile: the full path explains
                 else:
                     return jac if jac.ndim else jac[()]
-    _check_mode(mode)
-    compiled = _compiled_engine(f, x, args, engine)
+    _check_mode(mode, engine)
+    compiled = None if mode == "reverse" else _compiled_engine(f, x, args, engine)
     if compiled is not None:
         jac = _compiled_jacobian(compiled, "jacobian", f, x, chunk_size, args, engine)
         if jac is not None:
@@ -391,12 +480,19 @@ def value_and_gradient(
     f: Callable[..., Any],
     x: Any,
     *,
+    mode: str = "auto",
     chunk_size: int | None = None,
     args: tuple[Any, ...] = (),
     engine: str = "auto",
 ) -> tuple[Any, Any]:
-    """``f(x)`` and its gradient (shape of ``x``) for a scalar-valued ``f``."""
-    value, jac = value_and_jacobian(f, x, chunk_size=chunk_size, args=args, engine=engine)
+    """``f(x)`` and its gradient (shape of ``x``) for a scalar-valued ``f``.
+
+    ``mode="auto"`` takes it in reverse mode (one backward sweep) for more than
+    ``AUTO_REVERSE_MIN_INPUTS`` inputs; see :func:`value_and_jacobian` for the parameters.
+    """
+    value, jac = value_and_jacobian(
+        f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine
+    )
     _require_scalar_output(value, "gradient")
     return value, _scalar(jac)
 
@@ -405,11 +501,14 @@ def gradient(
     f: Callable[..., Any],
     x: Any,
     *,
+    mode: str = "auto",
     chunk_size: int | None = None,
     args: tuple[Any, ...] = (),
     engine: str = "auto",
 ) -> Any:
     """Gradient of a scalar-valued ``f`` at ``x``; same shape as ``x``.
+
+    See :func:`value_and_gradient` for the parameters.
 
     Examples
     --------
@@ -417,7 +516,7 @@ def gradient(
     >>> da.gradient(lambda x: np.sum(x**3), np.array([1.0, 2.0]))
     array([ 3., 12.])
     """
-    return value_and_gradient(f, x, chunk_size=chunk_size, args=args, engine=engine)[1]
+    return value_and_gradient(f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine)[1]
 
 
 def derivative(
@@ -439,18 +538,21 @@ def derivative(
     return jacobian(f, x, args=args, engine=engine)
 
 
-def _directions(shape: tuple[int, ...], v: Any, who: str = "jvp") -> tuple[Any, bool]:
+def _directions(
+    shape: tuple[int, ...], v: Any, who: str = "jvp", of: str = "x", name: str = "v"
+) -> tuple[Any, bool]:
     """``v`` as directions of shape ``shape + (k,)``, and whether it was a single direction."""
+    if isinstance(v, Carrier):
+        raise DualError(f"{who}: the direction {name} must be a plain array, not {v._label}")
     v = _as_input(v)
     vshape = np.shape(primal(v))
-    if isinstance(v, Dual):
-        raise DualError(f"{who}: the direction v must be a plain array, not a Dual")
     if vshape == shape:
         return np.reshape(v, shape + (1,)), True
     if vshape[:-1] == shape and len(vshape) == len(shape) + 1:
         return v, False
     raise ValueError(
-        f"{who}: v must have the shape of x {shape} or x.shape + (k,); got v of shape {vshape}"
+        f"{who}: {name} must have the shape of {of} {shape} or {of}.shape + (k,); got {name} of "
+        f"shape {vshape}"
     )
 
 
@@ -553,13 +655,18 @@ def hessian(
     if chunk_size is None:
         chunk_size = max(1, MEMORY_BUDGET_ENTRIES // max(n * n, 1))
     inner = _python_function(f)
-    return jacobian(lambda z: gradient(inner, z, args=args), x, chunk_size=chunk_size)
+    return jacobian(
+        lambda z: gradient(inner, z, mode="forward", args=args),
+        x,
+        mode="forward",
+        chunk_size=chunk_size,
+    )
 
 
 def hvp(f: Callable[..., Any], x: Any, v: Any, *, args: tuple[Any, ...] = ()) -> Any:
     """Hessian-vector product ``H(x) @ v`` of a scalar-valued ``f``; shape of ``x``."""
     inner = _python_function(f)
-    return jvp(lambda z: gradient(inner, z, args=args), x, v)[1]
+    return jvp(lambda z: gradient(inner, z, mode="forward", args=args), x, v)[1]
 
 
 def jacfwd(
@@ -575,15 +682,56 @@ def jacfwd(
 
 
 def grad(
-    f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
+    f: Callable[..., Any],
+    *,
+    mode: str = "auto",
+    chunk_size: int | None = None,
+    engine: str = "auto",
 ) -> Callable[..., Any]:
     """``f``'s gradient as a function ``g(x, *args)``, e.g. for ``minimize(jac=)``."""
 
     def g(x: Any, *args: Any) -> Any:
-        return gradient(f, x, chunk_size=chunk_size, args=args, engine=engine)
+        return gradient(f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine)
 
     g.__name__ = f"grad({getattr(f, '__name__', 'f')})"
     return g
+
+
+def jacrev(f: Callable[..., Any], *, chunk_size: int | None = None) -> Callable[..., Any]:
+    """``f``'s Jacobian by reverse mode as a function ``jac(x, *args)`` (for SciPy's ``jac=``)."""
+
+    def jac(x: Any, *args: Any) -> Any:
+        return jacobian(f, x, mode="reverse", chunk_size=chunk_size, args=args)
+
+    jac.__name__ = f"jacrev({getattr(f, '__name__', 'f')})"
+    return jac
+
+
+def vjp(
+    f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = ()
+) -> tuple[Any, Callable[[Any], Any]]:
+    """``(f(x), pullback)`` from one recorded evaluation (reverse mode).
+
+    ``pullback(u)`` returns ``u @ J(x)`` with the shape of ``x`` for ``u`` of the shape of
+    ``f(x)``, or ``x.shape + (k,)`` for ``u`` of shape ``f(x).shape + (k,)`` (k cotangents in one
+    sweep).  It can be called many times; the tape is freed with it.
+
+    Examples
+    --------
+    >>> import numpy as np, dualad as da
+    >>> y, pullback = da.vjp(lambda x: x**2, np.array([1.0, 2.0]))
+    >>> pullback(np.array([1.0, 10.0]))
+    array([ 2., 40.])
+    """
+    traced = reverse.trace(_python_function(f), _reverse_point(x), args, next(_tags))
+    out_shape = np.shape(traced.value)
+
+    def pullback(u: Any) -> Any:
+        cotangents, single = _directions(out_shape, u, "vjp's pullback", "f(x)", "u")
+        g = traced.pull(np.asarray(cotangents, dtype=traced.dtype))
+        return _scalar(g[..., 0] if single else g)
+
+    return _scalar(traced.value), pullback
 
 
 def stop_gradient(x: Any) -> Any:

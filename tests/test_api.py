@@ -6,6 +6,8 @@ import pytest
 import dualad as da
 from dualad import transforms
 
+pytestmark = pytest.mark.usefixtures("both_modes")  # each test runs forward and reverse
+
 RNG = np.random.default_rng(20261123)
 
 
@@ -157,6 +159,7 @@ def test_chunk_size_does_not_change_the_jacobian(chunk):
     np.testing.assert_array_equal(da.jacobian(f, x, chunk_size=chunk), da.jacobian(f, x))
 
 
+@pytest.mark.forward_only  # counts the directions each forward pass carries
 def test_memory_budget_splits_into_balanced_chunks(monkeypatch):
     calls = []
 

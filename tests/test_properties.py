@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 import dualad as da
 
+pytestmark = pytest.mark.usefixtures("both_modes")  # each test runs forward and reverse
+
 MP_DPS = 40
 MAX_LEN = 8  # longest vector an intermediate node may produce
 MAX_MAGNITUDE = 1e3  # larger intermediate values make float rounding swamp the tolerances

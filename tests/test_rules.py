@@ -22,6 +22,8 @@ import scipy.special as sp
 import dualad as da
 from dualad import rules
 
+pytestmark = pytest.mark.usefixtures("both_modes")  # each test runs forward and reverse
+
 # A private mpmath context, so that the precision set here does not leak into other tests.
 MP = mpmath.MPContext()
 MP.dps = 50
