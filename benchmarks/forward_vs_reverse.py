@@ -306,7 +306,7 @@ def _numba_form(family: Family) -> tuple[Any, tuple[str, ...]]:
 
 def _dualad_forward(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
     f = family.make(numpy_backend(), data)
-    return lambda x: da.jacobian(f, x, engine="numpy")
+    return lambda x: da.jacobian(f, x, mode="forward", engine="numpy")
 
 
 def _dualad_numba(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
@@ -318,10 +318,6 @@ def _dualad_numba(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.n
 
 def _dualad_reverse(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
     f = family.make(numpy_backend(), data)
-    try:
-        da.jacobian(f, data["x"], mode="reverse")
-    except NotImplementedError as exc:
-        raise Skip("not implemented yet") from exc
     return lambda x: da.jacobian(f, x, mode="reverse")
 
 
@@ -447,6 +443,39 @@ def measure(
     return row
 
 
+def gradient_memory(n: int) -> dict[str, float]:
+    """Peak memory NumPy allocates during one reverse-mode gradient of Rosenbrock at size n.
+
+    tracemalloc sees NumPy's array buffers; the peak holds the tape (each intermediate once)
+    and the cotangents in flight, and what is left after the call is the gradient alone.
+    """
+    import gc
+    import tracemalloc
+
+    family = FAMILIES["rosenbrock"]
+    data = family.data(n)
+    f = family.make(numpy_backend(), data)
+    da.gradient(f, data["x"], mode="reverse")  # warm: nothing first-time is counted
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    start = time.perf_counter()
+    g = da.gradient(f, data["x"], mode="reverse")
+    seconds = time.perf_counter() - start
+    gc.collect()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del g
+    mb = 1024.0**2
+    return {
+        "n": n,
+        "peak_mb": (peak - base) / mb,
+        "after_mb": (current - base) / mb,
+        "x_mb": data["x"].nbytes / mb,
+        "seconds": seconds,
+    }
+
+
 # --- the run, the outputs ------------------------------------------------------------------------
 
 
@@ -454,25 +483,31 @@ def grid(n_max: int) -> list[int]:
     return [n for n in FULL_GRID if n <= n_max]
 
 
-def crossover(rows: list[dict[str, Any]], family: str) -> str:
-    """The smallest n where the best reverse engine beats the best forward engine."""
+def crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> str:
+    """The smallest n where the best reverse engine beats the best forward engine.
+
+    ``ours_only`` compares dualad's engines alone (the line auto mode's threshold is read off).
+    """
     best: dict[str, dict[int, tuple[float, str]]] = {"forward": {}, "reverse": {}}
+    who = "dualad" if ours_only else "all engines"
     for r in rows:
+        if ours_only and not r["engine"].startswith("dualad"):
+            continue
         if r["family"] == family and r["status"] == "ok" and r["mode"] in best:
             table = best[r["mode"]]
             if r["n"] not in table or r["median_s"] < table[r["n"]][0]:
                 table[r["n"]] = (r["median_s"], r["engine"])
     if not best["reverse"]:
-        return f"{family}: no crossover in range (no reverse engine ran)"
+        return f"{family} ({who}): no crossover in range (no reverse engine ran)"
     for n in sorted(set(best["forward"]) & set(best["reverse"])):
         (t_rev, rev), (t_fwd, fwd) = best["reverse"][n], best["forward"][n]
         if t_rev < t_fwd:
             return (
-                f"{family}: crossover at n = {n}: {rev} {fmt(t_rev)} < {fwd} {fmt(t_fwd)} "
-                f"(best reverse beats best forward)"
+                f"{family} ({who}): crossover at n = {n}: {rev} {fmt(t_rev)} < {fwd} "
+                f"{fmt(t_fwd)} (best reverse beats best forward)"
             )
     ns = sorted(best["reverse"])
-    return f"{family}: no crossover in range (n = {ns[0]}..{ns[-1]})"
+    return f"{family} ({who}): no crossover in range (n = {ns[0]}..{ns[-1]})"
 
 
 def write_results(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
@@ -551,6 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated keys")
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated names")
     parser.add_argument("--out", default="bench-results", help="directory for the results")
+    parser.add_argument(
+        "--memory-n", type=int, default=None, help="n of the memory check (default 10^5; 0: none)"
+    )
     args = parser.parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     families = [f.strip() for f in args.families.split(",") if f.strip()]
@@ -567,6 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     max_seconds = args.max_seconds if args.max_seconds is not None else (0.5 if args.quick else 5)
     ns = grid(n_max)
+    if args.memory_n is None:
+        args.memory_n = 10_000 if args.quick else 100_000
     out = Path(args.out)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -629,7 +669,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(rows, families, ns)
     print()
     for name in families:
+        print(crossover(rows, name, ours_only=True))
         print(crossover(rows, name))
+    if args.memory_n:
+        memory = gradient_memory(args.memory_n)
+        meta["gradient_memory"] = memory
+        write_results(rows, out, meta)
+        print(
+            f"\npeak memory of one reverse-mode gradient (rosenbrock, n = {args.memory_n:,}): "
+            f"{memory['peak_mb']:.1f} MB while it runs ({memory['peak_mb'] / memory['x_mb']:.0f}x "
+            f"the input's {memory['x_mb']:.1f} MB), {memory['after_mb']:.2f} MB left after it "
+            f"(the gradient itself); {memory['seconds'] * 1e3:.1f} ms"
+        )
     pngs = plot(rows, out, families)
     if pngs:
         print(f"\nwrote {out / 'results.csv'}, {out / 'results.json'} and {len(pngs)} PNGs")

@@ -318,6 +318,9 @@ def _reverse_jacobian(
     value = traced.value
     out_shape = np.shape(value)
     m, n = math.prod(out_shape), point.size
+    if m == 1:  # a gradient: one sweep from a seed of one
+        g = traced.pull(np.ones(out_shape + (1,), dtype=traced.dtype), consume=True)
+        return _scalar(value), _scalar(_writeable(g.reshape(out_shape + point.shape)))
     k = chunk_width(m, chunk_size, max(1, -(-n // max(m, 1))))
     rows = []
     for start in range(0, max(m, 1), k):
@@ -327,7 +330,13 @@ def _reverse_jacobian(
         g = traced.pull(ct, consume=start + k >= m)
         rows.append(g.reshape(n, -1)[:, :width].T)
     jac = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0)
-    return _scalar(value), _scalar(np.ascontiguousarray(jac).reshape(out_shape + point.shape))
+    jac = _writeable(np.ascontiguousarray(jac))
+    return _scalar(value), _scalar(jac.reshape(out_shape + point.shape))
+
+
+def _writeable(a: np.ndarray) -> np.ndarray:
+    """``a``, or a copy when it is a read-only view (of a seed, or broadcast): results are owned."""
+    return a if a.flags.writeable else a.copy()
 
 
 def _compiled_jacobian(
@@ -728,8 +737,12 @@ def vjp(
 
     def pullback(u: Any) -> Any:
         cotangents, single = _directions(out_shape, u, "vjp's pullback", "f(x)", "u")
-        g = traced.pull(np.asarray(cotangents, dtype=traced.dtype))
-        return _scalar(g[..., 0] if single else g)
+        cotangents = np.asarray(cotangents, dtype=traced.dtype)
+        g = traced.pull(cotangents)
+        g = g[..., 0] if single else g
+        if not g.flags.writeable or np.may_share_memory(g, cotangents):  # f(x) = x, say
+            g = g.copy()
+        return _scalar(g)
 
     return _scalar(traced.value), pullback
 

@@ -328,11 +328,16 @@ def _sum(
     axes = _axes(axis, a.ndim)
 
     def transpose(ct: Any, shape: tuple[int, ...]) -> Any:
-        kept = ct if keepdims else np.expand_dims(ct, axes)
-        return np.broadcast_to(kept, shape + ct.shape[-1:])
+        full = np.empty(shape + ct.shape[-1:], dtype=ct.dtype)
+        full[...] = ct.reshape(_kept_shape(shape, axes) + ct.shape[-1:])  # cheaper than views
+        return full
 
     result = _unary(a, lambda v: np.sum(v, axis=axes, keepdims=keepdims), transpose)
     return _with_out(result, out)
+
+
+def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
 @_transposes(np.cumsum)

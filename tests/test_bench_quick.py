@@ -32,7 +32,7 @@ def test_quick_run_writes_consistent_results(tmp_path, capsys):
     bench = _load_script()
     out = tmp_path / "results"
     argv = ["--quick", "--n-max", "10", "--repeats", "1", "--min-seconds", "0"]
-    argv += ["--engines", "dualad-fwd,fd,dualad-rev", "--out", str(out)]
+    argv += ["--engines", "dualad-fwd,fd,dualad-rev", "--out", str(out), "--memory-n", "1000"]
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
 
@@ -56,11 +56,12 @@ def test_quick_run_writes_consistent_results(tmp_path, capsys):
         by_engine.setdefault(j["engine"], set()).add(j["status"])
     assert by_engine["dualad-fwd"] == {"ok"}
     assert by_engine["fd"] == {"ok"}  # finite differences agree with dualad to 1e-5
-    for status in by_engine["dualad-rev"]:  # a placeholder until reverse mode exists
-        assert status in ("ok", "skipped: not implemented yet")
+    assert by_engine["dualad-rev"] == {"ok"}  # checked against forward mode before timing
 
     crossover_lines = [line for line in printed.splitlines() if "crossover" in line]
-    assert len(crossover_lines) == len(families)
+    assert len(crossover_lines) == 2 * len(families)  # dualad's own, and all engines'
+    memory = json.loads((out / "results.json").read_text())["meta"]["gradient_memory"]
+    assert memory["n"] == 1000 and memory["peak_mb"] > memory["after_mb"] > 0
     try:
         import matplotlib  # noqa: F401
     except ImportError:
