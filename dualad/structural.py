@@ -299,29 +299,35 @@ def _vstack(tup: Any, **kw: Any) -> Any:
     return np.concatenate([np.atleast_2d(a) for a in tup], axis=0)
 
 
-def _splitter(func: Any) -> Callable[..., list[Dual]]:
-    def impl(ary: Dual, indices_or_sections: Any, axis: int = 0) -> list[Dual]:
-        ax = _axis(axis, ary.ndim)
-        # the same call on the value and on the partials: the direction axis is never split
-        values = func(ary.value, indices_or_sections, axis=ax)
-        partials = func(ary.partials, indices_or_sections, axis=ax)
-        return [Dual._make(ary.tag, v, p) for v, p in zip(values, partials)]
+def _splitter(func: Any) -> Callable[..., list[Any]]:
+    """np.split / np.array_split as slices, with NumPy's own boundaries read off an index array
+    (np.split refuses sections that do not divide the axis; np.array_split accepts them)."""
+
+    def impl(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
+        ax = _axis(axis, np.ndim(ary))
+        lead = (slice(None),) * ax
+        pieces = func(np.arange(np.shape(ary)[ax]), indices_or_sections)
+        return [ary[lead + (slice(p[0], p[-1] + 1) if len(p) else slice(0, 0),)] for p in pieces]
 
     return impl
 
 
-# np.split refuses sections that do not divide the axis; np.array_split accepts them
-_FUNCTIONS[np.split] = _splitter(np.split)
-_FUNCTIONS[np.array_split] = _splitter(np.array_split)
+_composite(np.split)(_splitter(np.split))
+_composite(np.array_split)(_splitter(np.array_split))
+
+
+def where_condition(condition: Any, x: Any, y: Any) -> Any:
+    """np.where's condition as booleans for the three-argument form, else an error."""
+    if x is None or y is None:
+        raise ValueError("np.where: either both or neither of x and y should be given")
+    return np.asarray(primal(condition), dtype=bool)
 
 
 @_implements(np.where)
 def _where(condition: Any, x: Any = None, y: Any = None) -> Any:
     if x is None and y is None:
         return np.where(primal(condition))
-    if x is None or y is None:
-        raise ValueError("np.where: either both or neither of x and y should be given")
-    cond = np.asarray(primal(condition), dtype=bool)
+    cond = where_condition(condition, x, y)
     tag = top_tag((x, y))
     if tag < 0:
         return np.where(cond, x, y)

@@ -257,7 +257,7 @@ def _check_mode(mode: str, engine: str = "auto") -> None:
 
 #: ``mode="auto"`` takes a Jacobian in reverse mode when f has more inputs than this and at most
 #: one output per ``AUTO_INPUTS_PER_OUTPUT`` inputs (both read off ``make bench``; README).
-AUTO_REVERSE_MIN_INPUTS = 16
+AUTO_REVERSE_MIN_INPUTS = 64
 AUTO_INPUTS_PER_OUTPUT = 2
 
 

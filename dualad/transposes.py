@@ -189,29 +189,11 @@ def _stack_vjp(ct: Any, ax: int) -> list[Any]:
     return list(np.moveaxis(ct, ax, 0))
 
 
-def _splitter(func: Any) -> Callable[..., list[Any]]:
-    """np.split / np.array_split as slices: NumPy's own choice of boundaries, read off indices."""
-
-    def impl(ary: Tracer, indices_or_sections: Any, axis: int = 0) -> list[Any]:
-        ax = _axis(axis, ary.ndim)
-        lead = (slice(None),) * ax
-        pieces = func(np.arange(ary.shape[ax]), indices_or_sections)
-        return [ary[lead + (slice(p[0], p[-1] + 1) if len(p) else slice(0, 0),)] for p in pieces]
-
-    return impl
-
-
-TRANSPOSES[np.split] = _splitter(np.split)
-TRANSPOSES[np.array_split] = _splitter(np.array_split)
-
-
 @_transposes(np.where)
 def _where(condition: Any, x: Any = None, y: Any = None) -> Any:
     if x is None and y is None:
         return np.where(primal(condition))
-    if x is None or y is None:
-        raise ValueError("np.where: either both or neither of x and y should be given")
-    cond = np.asarray(primal(condition), dtype=bool)
+    cond = structural.where_condition(condition, x, y)
     tape = tape_of((x, y))
     if tape is None:  # only the condition was traced: it carries no derivative
         return np.where(cond, x, y)
