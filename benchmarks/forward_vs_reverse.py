@@ -484,14 +484,15 @@ def grid(n_max: int) -> list[int]:
 
 
 def crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> str:
-    """The smallest n where the best reverse engine beats the best forward engine.
+    """The smallest n from which the best reverse engine beats the best forward engine.
 
-    ``ours_only`` compares dualad's engines alone (the line auto mode's threshold is read off).
+    ``ours_only`` compares dualad's NumPy-engine forward and reverse modes alone: the same
+    primitives both ways, and the line auto mode's threshold is read off.
     """
     best: dict[str, dict[int, tuple[float, str]]] = {"forward": {}, "reverse": {}}
-    who = "dualad" if ours_only else "all engines"
+    who = "dualad, NumPy engine" if ours_only else "all engines"
     for r in rows:
-        if ours_only and not r["engine"].startswith("dualad"):
+        if ours_only and r["engine"] not in ("dualad-fwd", "dualad-rev"):
             continue
         if r["family"] == family and r["status"] == "ok" and r["mode"] in best:
             table = best[r["mode"]]
@@ -499,12 +500,14 @@ def crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) 
                 table[r["n"]] = (r["median_s"], r["engine"])
     if not best["reverse"]:
         return f"{family} ({who}): no crossover in range (no reverse engine ran)"
-    for n in sorted(set(best["forward"]) & set(best["reverse"])):
-        (t_rev, rev), (t_fwd, fwd) = best["reverse"][n], best["forward"][n]
-        if t_rev < t_fwd:
+    both = sorted(set(best["forward"]) & set(best["reverse"]))
+    wins = [best["reverse"][n][0] < best["forward"][n][0] for n in both]
+    for i, n in enumerate(both):
+        if all(wins[i:]):  # reverse wins here and at every larger n: noise-proof at ties
+            (t_rev, rev), (t_fwd, fwd) = best["reverse"][n], best["forward"][n]
             return (
                 f"{family} ({who}): crossover at n = {n}: {rev} {fmt(t_rev)} < {fwd} "
-                f"{fmt(t_fwd)} (best reverse beats best forward)"
+                f"{fmt(t_fwd)} (best reverse beats best forward from here on)"
             )
     ns = sorted(best["reverse"])
     return f"{family} ({who}): no crossover in range (n = {ns[0]}..{ns[-1]})"
@@ -533,7 +536,8 @@ def plot(rows: list[dict[str, Any]], out: Path, families: Sequence[str]) -> list
     written = []
     for family in families:
         fig, ax = plt.subplots(figsize=(7, 5))
-        for key, engine in ENGINES.items():
+        palette = plt.get_cmap("tab20").colors
+        for index, (key, engine) in enumerate(ENGINES.items()):
             pts = sorted(
                 (r["n"], r["median_s"])
                 for r in rows
@@ -542,11 +546,20 @@ def plot(rows: list[dict[str, Any]], out: Path, families: Sequence[str]) -> list
             if not pts:
                 continue
             style = {"primal": "--", "reverse": "-.", "fd": ":"}.get(engine.mode, "-")
-            ax.loglog(*zip(*pts), style, marker="o", markersize=3, label=engine.label)
+            ax.loglog(
+                *zip(*pts),
+                style,
+                color=palette[2 * index % 20 + index // 10],  # one color per engine
+                linewidth=2.5 if key.startswith("dualad") else 1.2,
+                marker="o",
+                markersize=3,
+                label=engine.label,
+            )
         kind = FAMILIES[family].kind
         ax.set_xlabel("n (outputs)" if kind == "tall" else "n (inputs)")
         ax.set_ylabel("time per Jacobian (s, median)")
-        ax.set_title(f"{family} ({kind})")
+        shape = {"scalar": "R^n -> R", "square": "R^n -> R^n", "wide": "R^n -> R^3"}
+        ax.set_title(f"{family}: {shape.get(kind, 'R^3 -> R^n')}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         path = out / f"{family}.png"
@@ -576,6 +589,26 @@ def print_table(rows: list[dict[str, Any]], families: Sequence[str], ns: Sequenc
             print(line)
 
 
+def report_again(path: Path, out: Path) -> int:
+    """The table, crossovers and plots of a results.json written by an earlier run."""
+    saved = json.loads(path.read_text())
+    meta, rows = saved["meta"], saved["results"]
+    print(f"# results of {meta['date']}, {meta['machine']}, {meta['cpus']} cores: {path}")
+    print_table(rows, meta["families"], meta["n"])
+    print()
+    for name in meta["families"]:
+        print(crossover(rows, name, ours_only=True))
+        print(crossover(rows, name))
+    memory = meta.get("gradient_memory")
+    if memory:
+        print(f"\npeak memory of one reverse-mode gradient (n = {memory['n']:,}): "
+              f"{memory['peak_mb']:.1f} MB")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = plot(rows, out, meta["families"])
+    print(f"\nwrote {len(pngs)} PNGs to {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n <= 100, 3 repeats (< 1 minute)")
@@ -586,6 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated keys")
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated names")
     parser.add_argument("--out", default="bench-results", help="directory for the results")
+    parser.add_argument(
+        "--from-json", default=None, help="print and plot an earlier run's results.json again"
+    )
     parser.add_argument(
         "--memory-n", type=int, default=None, help="n of the memory check (default 10^5; 0: none)"
     )
@@ -625,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"NumPy {meta['numpy']}; medians of {repeats} repeats; n = {ns}",
         flush=True,
     )
+    if args.from_json:
+        return report_again(Path(args.from_json), out)
     warm_cpu(0.1 if args.quick else 0.5)
     rows: list[dict[str, Any]] = []
     for name in families:

@@ -6,7 +6,7 @@ array([2.58385316, 2.        ])
 """
 
 from . import reverse, rules
-from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, apply_rule, primal, tangent
+from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, primal, tangent
 from .rules import NONDIFF, register_rule
 from .transforms import (
     batch_jacobian,
@@ -28,10 +28,13 @@ from .transforms import (
 
 
 def _apply_registered(rule: rules.Rule, args: tuple) -> object:
-    """A rule registered for a plain function, applied by the engine its arguments belong to."""
-    if any(a.__class__ is reverse.Tracer for a in args):
-        return reverse.apply_rule(rule, args)
-    return apply_rule(rule, args)
+    """A rule registered for a plain function, applied by the engine of its arguments.
+
+    A Tracer's engine goes first: it hands a Dual taken inside the trace to the forward engine.
+    """
+    carriers = [a for a in args if isinstance(a, Carrier)]
+    lead = next((a for a in carriers if a.__class__ is reverse.Tracer), carriers[0])
+    return lead._apply(rule, args)
 
 
 rules._dispatch_hook = _apply_registered
