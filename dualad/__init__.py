@@ -8,6 +8,7 @@ array([2.58385316, 2.        ])
 from . import reverse, rules
 from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, primal, tangent
 from .rules import NONDIFF, register_rule
+from .sparse import SparseJacobian, jacobian_sparsity, sparse_jacobian
 from .transforms import (
     batch_jacobian,
     batch_jvp,
@@ -60,6 +61,9 @@ __all__ = [
     "primal",
     "register_rule",
     "ReverseModeUnsupported",
+    "SparseJacobian",
+    "jacobian_sparsity",
+    "sparse_jacobian",
     "stop_gradient",
     "tangent",
     "value_and_gradient",

@@ -223,6 +223,7 @@ def _roll(a: Tracer, shift: Any, axis: Any = None) -> Tracer:
 @_transposes(np.flip)
 def _flip(m: Tracer, axis: Any = None) -> Tracer:
     axes = _axes(axis, m.ndim)
+
     def flip(v: Any) -> Any:  # its own inverse
         return np.flip(v, axes)
 
