@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ARGS ?=
 
-.PHONY: test bench lint clean
+.PHONY: test bench bench-sparse lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(BENCH_STAMP): pyproject.toml | $(PY)
 # `make bench BENCH_ARGS=--quick` for a run under a minute). Results go to bench-results/.
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/forward_vs_reverse.py $(BENCH_ARGS)
+
+# Sparse against dense Jacobians on the 2-D Brusselator, and solve_ivp(BDF) with each (about
+# 8 minutes, most of it SciPy's default dense finite differences at N = 64).
+bench-sparse: $(BENCH_STAMP)
+	$(PY) benchmarks/brusselator.py $(BENCH_ARGS)
 
 test: $(STAMP)
 	$(PY) -m ruff check dualad tests benchmarks

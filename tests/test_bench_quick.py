@@ -10,10 +10,10 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "forward_vs_reverse.py"
 
 
-def _load_script():
-    if str(SCRIPT.parent) not in sys.path:  # the script imports its neighbour timing.py
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("forward_vs_reverse", SCRIPT)
+def _load_script(script=SCRIPT):
+    if str(script.parent) not in sys.path:  # the script imports its neighbour timing.py
+        sys.path.insert(0, str(script.parent))
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -69,3 +69,11 @@ def test_quick_run_writes_consistent_results(tmp_path, capsys):
     else:
         for family in families:
             assert (out / f"{family}.png").is_file()
+
+
+def test_sparse_benchmark_quick_run_checks_and_reports(capsys):
+    bench = _load_script(SCRIPT.parent / "brusselator.py")
+    assert bench.main(["--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "colors" in printed and "dualad sparse jac" in printed  # the tables it reports
+    assert "SciPy default (dense FD)" in printed
