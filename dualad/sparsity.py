@@ -524,13 +524,7 @@ def _write_out(out: Any, result: Any) -> Any:
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 
 
-def _implements(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
-        for f in funcs:
-            _FUNCTIONS[f] = impl
-        return impl
-
-    return register
+_implements = _structural.registrar(_FUNCTIONS)
 
 
 def _mover(func: Any) -> Callable[..., Any]:

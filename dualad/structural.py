@@ -34,35 +34,30 @@ _CREATION: dict[Any, Callable[..., Any]] = {}
 COMPOSITES: dict[Any, Callable[..., Any]] = {}
 
 
-def _implements(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
-        for f in funcs:
-            _FUNCTIONS[f] = impl
-        return impl
-
-    return register
+Register = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
 
 
-def _composite(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register an implementation written only with NumPy calls on its arguments (no ``.value``
-    or ``.partials``): it serves Duals, and any other Carrier (reverse mode) reuses it as is."""
+def registrar(*tables: dict[Any, Callable[..., Any]]) -> Register:
+    """``@decorator(np.f, np.g)`` that enters an implementation into ``tables`` for those functions
+    (each engine keys its own table by the NumPy function)."""
 
-    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
-        for f in funcs:
-            _FUNCTIONS[f] = impl
-            COMPOSITES[f] = impl
-        return impl
+    def for_functions(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(impl: Callable[..., Any]) -> Callable[..., Any]:
+            for table in tables:
+                for f in funcs:
+                    table[f] = impl
+            return impl
 
-    return register
+        return register
+
+    return for_functions
 
 
-def _creates(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
-        for f in funcs:
-            _CREATION[f] = impl
-        return impl
-
-    return register
+_implements = registrar(_FUNCTIONS)
+#: An implementation written only with NumPy calls on its arguments (no ``.value`` or
+#: ``.partials``): it serves Duals, and any other Carrier (reverse mode) reuses it as is.
+_composite = registrar(_FUNCTIONS, COMPOSITES)
+_creates = registrar(_CREATION)
 
 
 def _holds_dual(obj: Any) -> bool:

@@ -35,13 +35,7 @@ from .structural import _axes, _axis, _reject
 TRANSPOSES: dict[Any, Callable[..., Any]] = {}
 
 
-def _transposes(*funcs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
-        for f in funcs:
-            TRANSPOSES[f] = impl
-        return impl
-
-    return register
+_transposes = structural.registrar(TRANSPOSES)
 
 
 def _unary(
