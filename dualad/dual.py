@@ -691,7 +691,7 @@ def _write_out(out: Any, result: Any) -> Any:
         out[...] = result
         return out
     if isinstance(result, Carrier):
-        raise _lost("Writing a Dual into a plain array via out=", _ARRAY_HINT)
+        raise _lost(f"Writing {result._label} into a plain array via out=", _ARRAY_HINT)
     np.copyto(out, result)
     return out
 

@@ -488,10 +488,10 @@ def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: in
     ``level`` orders the trace among forward-mode differentiations (a fresh tag): Duals of a
     later one, taken inside ``f``, may carry Tracers (forward over reverse is refused).
     """
-    if isinstance(x, Carrier) or tape_of(args) is not None or any(_holds_dual(a) for a in args):
+    if tape_of(args) is not None:  # (a Dual among args is refused by tape_of itself)
         raise ReverseModeUnsupported(
-            "reverse mode cannot differentiate at a point or with arguments that are themselves "
-            "being differentiated (a derivative inside another one); use mode='forward'"
+            "reverse mode cannot differentiate with arguments that are themselves being "
+            "differentiated (a derivative inside another one); use mode='forward'"
         )
     with _recording(level) as tape:
         y = f(Tracer._make(tape, x, 0), *args)
@@ -505,12 +505,6 @@ def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: in
         raise mixed_modes()
     value = np.asarray(y, dtype=float) if isinstance(y, (list, tuple)) else y
     return Trace(tape, value, -1, x.shape)
-
-
-def _holds_dual(a: Any) -> bool:
-    if isinstance(a, Dual):
-        return True
-    return isinstance(a, (list, tuple)) and any(_holds_dual(b) for b in a)
 
 
 from . import transposes  # noqa: E402  (the structural table builds on the names above)

@@ -175,7 +175,7 @@ def _is_numba_function(f: Any) -> bool:
     return known
 
 
-def _any_dual(args: tuple[Any, ...]) -> bool:
+def _any_carrier(args: tuple[Any, ...]) -> bool:
     for a in args:
         if isinstance(a, Carrier):
             return True
@@ -196,7 +196,7 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
         return None
     elif engine != "numba":
         raise ValueError(f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r}")
-    if isinstance(x, Carrier) or _any_dual(args):
+    if isinstance(x, Carrier) or _any_carrier(args):
         if engine == "numba":
             raise DualError(
                 "engine='numba' cannot differentiate at a Dual point (a derivative inside another "
@@ -267,7 +267,7 @@ def _nested(x: Any, args: tuple[Any, ...]) -> bool:
         len(_live_tags) > 1
         or bool(reverse.live_tapes)
         or isinstance(x, Carrier)
-        or any(isinstance(a, Carrier) for a in args)
+        or _any_carrier(args)
     )
 
 
@@ -318,17 +318,15 @@ def _reverse_jacobian(
     value = traced.value
     out_shape = np.shape(value)
     m, n = math.prod(out_shape), point.size
-    if m == 1:  # a gradient: one sweep from a seed of one
-        g = traced.pull(np.ones(out_shape + (1,), dtype=traced.dtype), consume=True)
-        return _scalar(value), _scalar(_writeable(g.reshape(out_shape + point.shape)))
-    k = chunk_width(m, chunk_size, max(1, -(-n // max(m, 1))))
+    if m == 0:  # no outputs: nothing to sweep
+        return _scalar(value), np.zeros(out_shape + point.shape, dtype=traced.dtype)
+    k = chunk_width(m, chunk_size, max(1, -(-n // m)))  # entries a cotangent row spans
     rows = []
-    for start in range(0, max(m, 1), k):
-        width = min(k, m - start) if m else 0
-        seed = _basis(max(m, 1), start, max(width, 1), traced.dtype)[: max(m, 1)]
-        ct = seed.reshape(out_shape + (max(width, 1),)) if m else np.zeros(out_shape + (1,))
+    for start in range(0, m, k):
+        width = min(k, m - start)
+        ct = _basis(m, start, width, traced.dtype).reshape(out_shape + (width,))
         g = traced.pull(ct, consume=start + k >= m)
-        rows.append(g.reshape(n, -1)[:, :width].T)
+        rows.append(g.reshape(n, width).T)
     jac = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0)
     jac = _writeable(np.ascontiguousarray(jac))
     return _scalar(value), _scalar(jac.reshape(out_shape + point.shape))
