@@ -589,20 +589,30 @@ def print_table(rows: list[dict[str, Any]], families: Sequence[str], ns: Sequenc
             print(line)
 
 
+def report(
+    rows: list[dict[str, Any]], families: Sequence[str], ns: Sequence[int], memory: Any
+) -> None:
+    """The table, each family's crossovers and the memory of a gradient, as printed."""
+    print_table(rows, families, ns)
+    print()
+    for name in families:
+        print(crossover(rows, name, ours_only=True))
+        print(crossover(rows, name))
+    if memory:
+        print(
+            f"\npeak memory of one reverse-mode gradient (rosenbrock, n = {memory['n']:,}): "
+            f"{memory['peak_mb']:.1f} MB while it runs ({memory['peak_mb'] / memory['x_mb']:.0f}x "
+            f"the input's {memory['x_mb']:.1f} MB), {memory['after_mb']:.2f} MB left after it "
+            f"(the gradient itself); {memory['seconds'] * 1e3:.1f} ms"
+        )
+
+
 def report_again(path: Path, out: Path) -> int:
-    """The table, crossovers and plots of a results.json written by an earlier run."""
+    """The report and plots of a results.json written by an earlier run."""
     saved = json.loads(path.read_text())
     meta, rows = saved["meta"], saved["results"]
     print(f"# results of {meta['date']}, {meta['machine']}, {meta['cpus']} cores: {path}")
-    print_table(rows, meta["families"], meta["n"])
-    print()
-    for name in meta["families"]:
-        print(crossover(rows, name, ours_only=True))
-        print(crossover(rows, name))
-    memory = meta.get("gradient_memory")
-    if memory:
-        print(f"\npeak memory of one reverse-mode gradient (n = {memory['n']:,}): "
-              f"{memory['peak_mb']:.1f} MB")  # fmt: skip
+    report(rows, meta["families"], meta["n"], meta.get("gradient_memory"))
     out.mkdir(parents=True, exist_ok=True)
     pngs = plot(rows, out, meta["families"])
     print(f"\nwrote {len(pngs)} PNGs to {out}")
@@ -703,22 +713,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"median {fmt(row['median_s']):>9s}  first {fmt(row['first_call_s']):>9s}",
                     flush=True,
                 )
-    write_results(rows, out, meta)
-    print_table(rows, families, ns)
-    print()
-    for name in families:
-        print(crossover(rows, name, ours_only=True))
-        print(crossover(rows, name))
     if args.memory_n:
-        memory = gradient_memory(args.memory_n)
-        meta["gradient_memory"] = memory
-        write_results(rows, out, meta)
-        print(
-            f"\npeak memory of one reverse-mode gradient (rosenbrock, n = {args.memory_n:,}): "
-            f"{memory['peak_mb']:.1f} MB while it runs ({memory['peak_mb'] / memory['x_mb']:.0f}x "
-            f"the input's {memory['x_mb']:.1f} MB), {memory['after_mb']:.2f} MB left after it "
-            f"(the gradient itself); {memory['seconds'] * 1e3:.1f} ms"
-        )
+        meta["gradient_memory"] = gradient_memory(args.memory_n)
+    write_results(rows, out, meta)
+    report(rows, families, ns, meta.get("gradient_memory"))
     pngs = plot(rows, out, families)
     if pngs:
         print(f"\nwrote {out / 'results.csv'}, {out / 'results.json'} and {len(pngs)} PNGs")
