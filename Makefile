@@ -31,12 +31,12 @@ bench-sparse: $(BENCH_STAMP)
 	$(PY) benchmarks/brusselator.py $(BENCH_ARGS)
 
 test: $(STAMP)
-	$(PY) -m ruff check dualad tests benchmarks
-	$(PY) -m pytest dualad tests README.md
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest src tests README.md
 
 lint: $(STAMP)
-	$(PY) -m ruff check dualad tests benchmarks
-	$(PY) -m ruff format --check dualad tests benchmarks
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
