@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ARGS ?=
+PYTEST_ARGS ?=
 
-.PHONY: test bench bench-sparse lint clean
+.PHONY: test bench bench-sparse lint check-dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +33,29 @@ bench-sparse: $(BENCH_STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest src tests README.md
+	$(PY) -m pytest src tests README.md $(PYTEST_ARGS)
+
+# Build the sdist and the wheel, install the wheel (not editable) into a fresh venv and run a
+# smoke test from outside the source tree: what `pip install dualad` would give a user.
+DIST_VENV := build/dist-venv
+check-dist: $(STAMP)
+	rm -rf dist $(DIST_VENV)
+	$(PY) -m pip install --quiet build
+	mkdir -p build && $(PY) -m build --sdist --wheel --outdir dist . > build/dist.log
+	$(PY) -c "import sys, tarfile; names = tarfile.open(sys.argv[1]).getnames(); \
+	  assert any(n.endswith('src/dualad/numba/__init__.py') for n in names), 'sdist lacks dualad/numba'" dist/*.tar.gz
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/python -m pip install --quiet dist/*.whl
+	cd /tmp && $(abspath $(DIST_VENV))/bin/python $(abspath tests/install/smoke.py) $(CURDIR)/src
+	# from the parent folder of a clone named dualad, the clone must not shadow the package
+	rm -rf build/parent && mkdir -p build/parent && ln -s $(CURDIR) build/parent/dualad
+	cd build/parent && $(abspath $(DIST_VENV))/bin/python -c "import dualad; dualad.register_rule"
+	cd build/parent && $(abspath $(PY)) -c "import dualad; dualad.register_rule"
+	rm -rf build/parent
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -18,6 +18,19 @@ settings.register_profile("explore", derandomize=False, suppress_health_check=_f
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI does)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="an exhaustive sweep: run with --slow (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def _reverse_unless_nested(api):
     """``api`` with mode="reverse" by default, except inside another derivative (forward there)."""
 
