@@ -31,29 +31,44 @@ with ``mode="reverse"``.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import os
-import platform
-import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-from timing import fmt, median_time, warm_cpu
+# One thread for every engine's linear algebra, set before NumPy, JAX or torch load their thread
+# pools: on 2 cores under load, BLAS threads competing with each other made a dense Jacobian
+# take 10 s instead of 0.1 s.  Every engine is timed single-threaded, so the ratios are fair.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+_XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+os.environ.setdefault("XLA_FLAGS", _XLA_ONE_THREAD)
 
-import dualad as da
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from timing import fmt, quartiles, warm_cpu  # noqa: E402
+
+import dualad as da  # noqa: E402
 
 FULL_GRID = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000)
+QUICK_GRID = (1, 10, 100)  # quick mode: a smoke run of every engine, no crossover claimed
 M_SAMPLES = 50  # logistic regression: fixed number of samples
 SQUARE_N_MAX = 3000  # a dense n x n Jacobian beyond this is too large (10^4: 800 MB per copy)
 AD_RTOL = 1e-9  # an AD peer against dualad forward, relative to the Jacobian's largest entry
 FD_RTOL = 1e-5  # finite differences against dualad forward
-FIELDS = ("family", "engine", "mode", "n", "m", "median_s", "first_call_s", "compile_s", "status")
+MIN_CROSSOVER_REPEATS = 5  # fewer repeats than this: no crossover is claimed (quick mode)
+FIELDS = (
+    "family", "engine", "mode", "n", "m", "median_s", "q25_s", "q75_s", "repeats",
+    "first_call_s", "compile_s", "status",
+)  # fmt: skip
 
 
 class Skip(Exception):
@@ -394,26 +409,21 @@ ENGINES = {
 # --- timing --------------------------------------------------------------------------------------
 
 
-def measure(
-    family: Family,
-    engine: Engine,
-    n: int,
-    data: dict[str, np.ndarray],
-    reference: np.ndarray,
-    repeats: int,
-    min_seconds: float,
-) -> dict[str, Any]:
-    """One row: check the engine's Jacobian against ``reference``, then time it."""
-    row: dict[str, Any] = {
-        "family": family.name,
-        "engine": engine.key,
-        "mode": engine.mode,
-        "n": n,
-        "m": family.other(n),
-        "median_s": None,
-        "first_call_s": None,
-        "compile_s": None,
-    }
+def _row(family: Family, engine: Engine, n: int, status: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(FIELDS)
+    row.update(family=family.name, engine=engine.key, mode=engine.mode, n=n, m=family.other(n))
+    row["status"] = status
+    return row
+
+
+def prepare(
+    family: Family, engine: Engine, n: int, data: dict[str, np.ndarray], reference: np.ndarray
+) -> tuple[dict[str, Any], Callable[[], Any] | None]:
+    """Set an engine up, time its first call and check its Jacobian against ``reference``.
+
+    Returns the row (status still None when it is ready to be timed) and the call to time.
+    """
+    row = _row(family, engine, n)
     x = data["x"]
     try:
         call = engine.make(family, data)
@@ -422,10 +432,10 @@ def measure(
         row["first_call_s"] = time.perf_counter() - start
     except Skip as skip:
         row["status"] = f"skipped: {skip}"
-        return row
+        return row, None
     except Exception as exc:  # an engine that cannot run the problem is recorded, not timed
         row["status"] = f"failed: {type(exc).__name__}"
-        return row
+        return row, None
     if engine.mode != "primal":
         try:
             answer = np.asarray(answer, dtype=float).reshape(reference.shape)
@@ -436,11 +446,62 @@ def measure(
             ok = False
         if not ok:
             row["status"] = "wrong"
-            return row
-    row["median_s"] = median_time(lambda: call(x), repeats, min_seconds)
-    row["compile_s"] = max(0.0, row["first_call_s"] - row["median_s"])
-    row["status"] = "ok"
-    return row
+            return row, None
+    return row, lambda: call(x)
+
+
+def time_cell(
+    rows: list[dict[str, Any]],
+    calls: dict[str, Callable[[], Any]],
+    repeats: int,
+    min_seconds: float,
+    budget_s: float,
+) -> None:
+    """Time the ready engines of one (family, n) in turn within each repeat, and fill their rows.
+
+    An engine whose call is slow gets fewer repeats (at least 3), so that none of them spends
+    more than about ``budget_s`` on its samples; the rows say how many each had.
+    """
+    by_key = {r["engine"]: r for r in rows}
+    number, rounds = {}, {}
+    for key, call in calls.items():
+        start = time.perf_counter()
+        call()  # a second call: the warm per-call time, without compilation
+        once = max(time.perf_counter() - start, 1e-9)
+        number[key] = max(1, int(min_seconds / once))  # calls per sample
+        rounds[key] = max(3, min(repeats, int(budget_s / (once * number[key]))))
+    samples: dict[str, list[float]] = {key: [] for key in calls}
+    for r in range(max(rounds.values(), default=0)):
+        for key, call in calls.items():
+            if rounds[key] > r:
+                start = time.perf_counter()
+                for _ in range(number[key]):
+                    call()
+                samples[key].append((time.perf_counter() - start) / number[key])
+    for key, found in samples.items():
+        row = by_key[key]
+        row["median_s"] = statistics.median(found)
+        row["q25_s"], row["q75_s"] = quartiles(found)
+        row["repeats"] = len(found)
+        row["compile_s"] = max(0.0, row["first_call_s"] - row["median_s"])
+        row["status"] = "ok"
+
+
+def predicted_over(history: list[tuple[int, float]], n: int, limit: float) -> bool:
+    """Whether an engine's time at n, extrapolated from its last two sizes, exceeds ``limit``.
+
+    The local slope on the log-log plot (at least 1: no engine gets cheaper with n) carries the
+    last time to n; it keeps a 10 s call out of the run without timing it.
+    """
+    if not history:
+        return False
+    (n1, t1) = history[-1]
+    slope = 1.0
+    if len(history) >= 2:
+        n0, t0 = history[-2]
+        if t0 > 0 and n1 > n0:
+            slope = max(1.0, float(np.log(t1 / t0) / np.log(n1 / n0)))
+    return t1 * (n / n1) ** slope > limit
 
 
 def gradient_memory(n: int) -> dict[str, float]:
@@ -479,38 +540,82 @@ def gradient_memory(n: int) -> dict[str, float]:
 # --- the run, the outputs ------------------------------------------------------------------------
 
 
-def grid(n_max: int) -> list[int]:
-    return [n for n in FULL_GRID if n <= n_max]
+def grid(n_max: int, quick: bool = False) -> list[int]:
+    return [n for n in (QUICK_GRID if quick else FULL_GRID) if n <= n_max]
 
 
-def crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> str:
-    """The smallest n from which the best reverse engine beats the best forward engine.
+def _spread(row: dict[str, Any]) -> str:
+    return f"{fmt(row['median_s'])} [{fmt(row['q25_s'])}-{fmt(row['q75_s'])}]"
+
+
+def find_crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> dict:
+    """The smallest n from which the best reverse engine beats the best forward engine, and
+    from which n on the two interquartile ranges of the repeats are apart (its confidence).
 
     ``ours_only`` compares dualad's NumPy-engine forward and reverse modes alone: the same
-    primitives both ways, and the line auto mode's threshold is read off.
+    primitives both ways, and the line auto mode's threshold is read off.  With fewer than
+    ``MIN_CROSSOVER_REPEATS`` repeats (quick mode) no crossover is claimed.
     """
-    best: dict[str, dict[int, tuple[float, str]]] = {"forward": {}, "reverse": {}}
-    who = "dualad, NumPy engine" if ours_only else "all engines"
+    best: dict[str, dict[int, dict[str, Any]]] = {"forward": {}, "reverse": {}}
+    found: dict[str, Any] = {"who": "dualad, NumPy engine" if ours_only else "all engines"}
     for r in rows:
         if ours_only and r["engine"] not in ("dualad-fwd", "dualad-rev"):
             continue
         if r["family"] == family and r["status"] == "ok" and r["mode"] in best:
             table = best[r["mode"]]
-            if r["n"] not in table or r["median_s"] < table[r["n"]][0]:
-                table[r["n"]] = (r["median_s"], r["engine"])
-    if not best["reverse"]:
-        return f"{family} ({who}): no crossover in range (no reverse engine ran)"
+            if r["n"] not in table or r["median_s"] < table[r["n"]]["median_s"]:
+                table[r["n"]] = r
     both = sorted(set(best["forward"]) & set(best["reverse"]))
-    wins = [best["reverse"][n][0] < best["forward"][n][0] for n in both]
-    for i, n in enumerate(both):
-        if all(wins[i:]):  # reverse wins here and at every larger n: noise-proof at ties
-            (t_rev, rev), (t_fwd, fwd) = best["reverse"][n], best["forward"][n]
-            return (
-                f"{family} ({who}): crossover at n = {n}: {rev} {fmt(t_rev)} < {fwd} "
-                f"{fmt(t_fwd)} (best reverse beats best forward from here on)"
-            )
-    ns = sorted(best["reverse"])
-    return f"{family} ({who}): no crossover in range (n = {ns[0]}..{ns[-1]})"
+    pairs = [(best["reverse"][n], best["forward"][n]) for n in both]
+    found.update(
+        ns=both, repeats=min((min(r["repeats"], f["repeats"]) for r, f in pairs), default=0)
+    )
+    if not best["reverse"]:
+        return {**found, "kind": "no reverse"}
+    if found["repeats"] < MIN_CROSSOVER_REPEATS:
+        return {**found, "kind": "quick"}
+    wins = [rev["median_s"] < fwd["median_s"] for rev, fwd in pairs]
+    clear = [rev["q75_s"] < fwd["q25_s"] for rev, fwd in pairs]
+    first = next((i for i in range(len(both)) if all(wins[i:])), None)
+    if first is None:
+        return {**found, "kind": "none"}
+    sure = next((i for i in range(len(both)) if all(clear[i:])), None)
+    return {
+        **found,
+        "kind": "found",
+        "n": both[first],
+        "pair": pairs[first],
+        "clear_from": None if sure is None else both[sure],
+    }
+
+
+def _spread(row: dict[str, Any]) -> str:
+    return f"{fmt(row['median_s'])} [{fmt(row['q25_s'])}-{fmt(row['q75_s'])}]"
+
+
+def crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> str:
+    """``find_crossover``'s answer as the line the report prints."""
+    c = find_crossover(rows, family, ours_only)
+    head = f"{family} ({c['who']})"
+    if c["kind"] == "no reverse":
+        return f"{head}: no crossover in range (no reverse engine ran)"
+    if c["kind"] == "quick":
+        return (
+            f"{head}: crossover not measured in quick mode ({c['repeats']} repeats; "
+            f"`make bench` measures it with {MIN_CROSSOVER_REPEATS} or more)"
+        )
+    if c["kind"] == "none":
+        return f"{head}: no crossover in range (n = {c['ns'][0]}..{c['ns'][-1]})"
+    rev, fwd = c["pair"]
+    line = (
+        f"{head}: crossover at n = {c['n']}: {rev['engine']} {_spread(rev)} < "
+        f"{fwd['engine']} {_spread(fwd)} (median [quartiles]; reverse faster from here on)"
+    )
+    if c["clear_from"] == c["n"]:
+        return line + "; clear: the quartile ranges are apart"
+    if c["clear_from"] is None:
+        return line + "; within the repeat spread up to the largest n"
+    return line + f"; within the repeat spread until n = {c['clear_from']}"
 
 
 def write_results(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
@@ -524,49 +629,33 @@ def write_results(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -
         json.dump({"meta": meta, "results": rows}, fh, indent=1)
 
 
-def plot(rows: list[dict[str, Any]], out: Path, families: Sequence[str]) -> list[Path]:
-    """One log-log PNG per family; [] when matplotlib is not installed."""
-    try:
-        import matplotlib
+def caption(meta: dict[str, Any]) -> str:
+    return (
+        f"make bench (benchmarks/forward_vs_reverse.py), {meta['date']}, {meta['machine']}, "
+        f"{meta['cpus']} cores, one thread per engine;\nmedians of up to {meta['repeats']} "
+        f"repeats, engines interleaved per n; Python {meta['python']}, NumPy {meta['numpy']}"
+    )
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    written = []
+
+def plot(
+    rows: list[dict[str, Any]], out: Path, families: Sequence[str], meta: dict[str, Any]
+) -> list[Path]:
+    """One PNG per family and a summary PNG; [] when matplotlib is not installed."""
+    import plots
+
+    text = caption(meta)
+    points = {}
     for family in families:
-        fig, ax = plt.subplots(figsize=(7, 5))
-        palette = plt.get_cmap("tab20").colors
-        for index, (key, engine) in enumerate(ENGINES.items()):
-            pts = sorted(
-                (r["n"], r["median_s"])
-                for r in rows
-                if r["family"] == family and r["engine"] == key and r["status"] == "ok"
-            )
-            if not pts:
-                continue
-            style = {"primal": "--", "reverse": "-.", "fd": ":"}.get(engine.mode, "-")
-            ax.loglog(
-                *zip(*pts),
-                style,
-                color=palette[2 * index % 20 + index // 10],  # one color per engine
-                linewidth=2.5 if key.startswith("dualad") else 1.2,
-                marker="o",
-                markersize=3,
-                label=engine.label,
-            )
-        kind = FAMILIES[family].kind
-        ax.set_xlabel("n (outputs)" if kind == "tall" else "n (inputs)")
-        ax.set_ylabel("time per Jacobian (s, median)")
-        shape = {"scalar": "R^n -> R", "square": "R^n -> R^n", "wide": "R^n -> R^3"}
-        ax.set_title(f"{family}: {shape.get(kind, 'R^3 -> R^n')}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        path = out / f"{family}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-    return written
+        c = find_crossover(rows, family, ours_only=True)
+        points[family] = (c["n"], c["clear_from"] == c["n"]) if c["kind"] == "found" else None
+    written = [
+        plots.family_figure(
+            rows, family, FAMILIES[family].kind, points[family], text, out / f"{family}.png"
+        )
+        for family in families
+    ]
+    written.append(plots.summary_figure(rows, families, points, text, out / "summary.png"))
+    return [p for p in written if p is not None]
 
 
 def print_table(rows: list[dict[str, Any]], families: Sequence[str], ns: Sequence[int]) -> None:
@@ -614,14 +703,55 @@ def report_again(path: Path, out: Path) -> int:
     print(f"# results of {meta['date']}, {meta['machine']}, {meta['cpus']} cores: {path}")
     report(rows, meta["families"], meta["n"], meta.get("gradient_memory"))
     out.mkdir(parents=True, exist_ok=True)
-    pngs = plot(rows, out, meta["families"])
+    pngs = plot(rows, out, meta["families"], meta)
     print(f"\nwrote {len(pngs)} PNGs to {out}")
     return 0
 
 
+def cost(n: int) -> float:
+    """A cell's rough share of the run, for the progress bar's ETA (large n dominate)."""
+    return 1.0 + n / 300.0
+
+
+class _Plain:
+    """The progress interface of tqdm, printing plain lines when tqdm is not installed."""
+
+    def __init__(self, total: float) -> None:
+        self.total, self.done, self.start = total, 0.0, time.perf_counter()
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def write(self, line: str) -> None:
+        print(line, flush=True)
+
+    def update(self, amount: float) -> None:
+        self.done += amount
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed * (self.total - self.done) / max(self.done, 1e-9)
+        print(f"  {100 * self.done / self.total:.0f}% done, ETA {eta:.0f} s", flush=True)
+
+    def __enter__(self) -> _Plain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress(cells: list[tuple[str, int]]) -> Any:
+    """A progress bar with an ETA over the (family, n) cells, weighted by their cost."""
+    total = sum(cost(n) for _, n in cells)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _Plain(total)
+    fmt_bar = "{desc:<18s} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+    return tqdm(total=total, bar_format=fmt_bar, file=sys.stderr, dynamic_ncols=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="n <= 100, 3 repeats (< 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="n = 1, 10, 100; 3 repeats")
     parser.add_argument("--n-max", type=int, default=None, help="largest n (default 10^4)")
     parser.add_argument("--repeats", type=int, default=None, help="default 7 (quick: 3)")
     parser.add_argument("--min-seconds", type=float, default=None, help="least time per repeat")
@@ -649,8 +779,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     min_seconds = args.min_seconds if args.min_seconds is not None else (
         0.002 if args.quick else 0.02
     )  # fmt: skip
-    max_seconds = args.max_seconds if args.max_seconds is not None else (0.5 if args.quick else 5)
-    ns = grid(n_max)
+    max_seconds = args.max_seconds if args.max_seconds is not None else (0.5 if args.quick else 3)
+    ns = grid(n_max, args.quick)
     if args.memory_n is None:
         args.memory_n = 10_000 if args.quick else 100_000
     out = Path(args.out)
@@ -674,50 +804,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.from_json:
         return report_again(Path(args.from_json), out)
     warm_cpu(0.1 if args.quick else 0.5)
+    budget = 1.0 if args.quick else 8.0  # seconds of samples per engine and cell, at most
     rows: list[dict[str, Any]] = []
-    for name in families:
-        family = FAMILIES[name]
-        too_slow: dict[str, str] = {}
-        for n in ns:
-            data = family.data(n)
+    cells = [(name, n) for name in families for n in ns]
+    with progress(cells) as bar:
+        history: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for name, n in cells:
+            family = FAMILIES[name]
+            bar.set_description(f"{name} n={n}")
             if family.n_max is not None and n > family.n_max:
-                for key in engines:
-                    rows.append(
-                        {
-                            **dict.fromkeys(FIELDS),
-                            "family": name,
-                            "engine": key,
-                            "mode": ENGINES[key].mode,
-                            "n": n,
-                            "m": family.other(n),
-                            "status": f"skipped: dense Jacobian above n = {family.n_max}",
-                        }
-                    )
+                reason = f"skipped: dense Jacobian above n = {family.n_max}"
+                rows += [_row(family, ENGINES[key], n, reason) for key in engines]
+                bar.update(cost(n))
                 continue
+            data = family.data(n)
             f = family.make(numpy_backend(), data)
             inputs, outputs = family.in_out(n)
             reference = np.asarray(da.jacobian(f, data["x"], engine="numpy"), dtype=float)
             reference = reference.reshape(outputs, inputs)
+            cell, calls = [], {}
             for key in engines:
                 engine = ENGINES[key]
-                if key in too_slow:
-                    row = {**dict.fromkeys(FIELDS), "family": name, "engine": key}
-                    row.update(mode=engine.mode, n=n, m=family.other(n), status=too_slow[key])
-                else:
-                    row = measure(family, engine, n, data, reference, repeats, min_seconds)
-                    if (row["median_s"] or 0.0) > max_seconds:
-                        too_slow[key] = f"skipped: over {max_seconds:g} s per call at n = {n}"
-                rows.append(row)
-                print(
-                    f"[{name}] n={n:<6d} {key:17s} {row['status']:<28.28s} "
-                    f"median {fmt(row['median_s']):>9s}  first {fmt(row['first_call_s']):>9s}",
-                    flush=True,
+                past = history.setdefault((name, key), [])
+                if predicted_over(past, n, max_seconds):
+                    reason = f"skipped: predicted over {max_seconds:g} s per call"
+                    cell.append(_row(family, engine, n, reason))
+                    continue
+                row, call = prepare(family, engine, n, data, reference)
+                cell.append(row)
+                if call is not None:
+                    calls[key] = call
+            time_cell(cell, calls, repeats, min_seconds, budget)
+            for row in cell:
+                if row["status"] == "ok":
+                    history[(name, row["engine"])].append((n, row["median_s"]))
+                bar.write(
+                    f"[{name}] n={n:<6d} {row['engine']:17s} {row['status']:<28.28s} "
+                    f"median {fmt(row['median_s']):>9s}  first {fmt(row['first_call_s']):>9s}"
                 )
+            rows += cell
+            bar.update(cost(n))
     if args.memory_n:
         meta["gradient_memory"] = gradient_memory(args.memory_n)
     write_results(rows, out, meta)
     report(rows, families, ns, meta.get("gradient_memory"))
-    pngs = plot(rows, out, families)
+    pngs = plot(rows, out, families, meta)
     if pngs:
         print(f"\nwrote {out / 'results.csv'}, {out / 'results.json'} and {len(pngs)} PNGs")
     else:

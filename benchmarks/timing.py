@@ -24,10 +24,14 @@ def calls_per_sample(call: Callable[[], object], min_seconds: float) -> int:
     return max(1, int(min_seconds / once))
 
 
-def interleaved(
+def interleaved_samples(
     calls: dict[str, Callable[[], object]], repeats: int, min_seconds: float = 0.05
-) -> dict[str, float]:
-    """Median per-call time of each callable, the callables timed in turn within each repeat."""
+) -> dict[str, list[float]]:
+    """Per-call times of each callable, ``repeats`` samples each, timed in turn within a repeat.
+
+    Interleaving puts every callable through the same slow spells of a noisy machine, so their
+    ratios hold even when the absolute times drift.
+    """
     numbers = {name: calls_per_sample(call, min_seconds) for name, call in calls.items()}
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
@@ -37,7 +41,21 @@ def interleaved(
             for _ in range(number):
                 call()
             samples[name].append((time.perf_counter() - start) / number)
+    return samples
+
+
+def interleaved(
+    calls: dict[str, Callable[[], object]], repeats: int, min_seconds: float = 0.05
+) -> dict[str, float]:
+    """Median per-call time of each callable, the callables timed in turn within each repeat."""
+    samples = interleaved_samples(calls, repeats, min_seconds)
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def quartiles(samples: list[float]) -> tuple[float, float]:
+    """The 25th and 75th percentiles: the spread a median is quoted with."""
+    low, high = np.percentile(samples, [25, 75])
+    return float(low), float(high)
 
 
 def median_time(call: Callable[[], object], repeats: int, min_seconds: float = 0.05) -> float:

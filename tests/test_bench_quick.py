@@ -40,7 +40,7 @@ def test_quick_run_writes_consistent_results(tmp_path, capsys):
         csv_rows = list(csv.DictReader(fh))
     json_rows = json.loads((out / "results.json").read_text())["results"]
     families = set(bench.FAMILIES)
-    ns = [1, 3, 10]
+    ns = [1, 10]  # the quick grid up to --n-max
     assert len(csv_rows) == len(json_rows) == len(families) * len(ns) * 3
     for c, j in zip(csv_rows, json_rows, strict=True):
         assert set(c) == set(bench.FIELDS) and set(j) == set(bench.FIELDS)
@@ -69,6 +69,46 @@ def test_quick_run_writes_consistent_results(tmp_path, capsys):
     else:
         for family in families:
             assert (out / f"{family}.png").is_file()
+
+
+def _rows(times):
+    """Rows of dualad-fwd/dualad-rev with (median, q25, q75, repeats) per (engine, n)."""
+    rows = []
+    for (engine, n), (median, q25, q75, repeats) in times.items():
+        mode = "forward" if engine == "dualad-fwd" else "reverse"
+        rows.append(
+            {"family": "toy", "engine": engine, "mode": mode, "n": n, "status": "ok",
+             "median_s": median, "q25_s": q25, "q75_s": q75, "repeats": repeats}
+        )  # fmt: skip
+    return rows
+
+
+def test_crossover_is_claimed_only_with_enough_repeats_and_says_its_confidence():
+    bench = _load_script()
+    clear = {
+        ("dualad-fwd", 10): (1.0, 0.9, 1.1, 7),
+        ("dualad-rev", 10): (2.0, 1.9, 2.1, 7),
+        ("dualad-fwd", 100): (5.0, 4.8, 5.2, 7),
+        ("dualad-rev", 100): (2.0, 1.9, 2.1, 7),
+    }
+    line = bench.crossover(_rows(clear), "toy", ours_only=True)
+    assert "crossover at n = 100" in line and "clear" in line, line
+    noisy = {**clear, ("dualad-rev", 100): (4.9, 3.0, 6.0, 7)}  # faster median, ranges overlap
+    line = bench.crossover(_rows(noisy), "toy", ours_only=True)
+    assert "crossover at n = 100" in line and "within the repeat spread" in line, line
+    quick = {key: (*value[:3], 3) for key, value in clear.items()}
+    line = bench.crossover(_rows(quick), "toy", ours_only=True)
+    assert "not measured in quick mode" in line and "crossover at" not in line, line
+    flipped = {**clear, ("dualad-rev", 100): (6.0, 5.9, 6.1, 7)}  # forward wins at the end
+    assert "no crossover" in bench.crossover(_rows(flipped), "toy", ours_only=True)
+
+
+def test_engine_predicted_too_slow_is_skipped_before_it_runs():
+    bench = _load_script()
+    assert not bench.predicted_over([], 100, 1.0)
+    assert bench.predicted_over([(100, 0.02), (1000, 0.5)], 10_000, 3.0)  # slope 1.4: ~12 s
+    assert not bench.predicted_over([(100, 0.02), (1000, 0.2)], 10_000, 3.0)  # slope 1: 2 s
+    assert bench.predicted_over([(1000, 0.5), (3000, 0.4)], 10_000, 1.0)  # never cheaper with n
 
 
 def test_sparse_benchmark_quick_run_checks_and_reports(capsys):
