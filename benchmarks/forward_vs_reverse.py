@@ -544,7 +544,16 @@ def grid(n_max: int, quick: bool = False) -> list[int]:
     return [n for n in (QUICK_GRID if quick else FULL_GRID) if n <= n_max]
 
 
+def _apart(rev: dict[str, Any], fwd: dict[str, Any]) -> bool:
+    """Reverse's upper quartile below forward's lower one (never, for a run without quartiles)."""
+    if rev.get("q75_s") is None or fwd.get("q25_s") is None:
+        return False
+    return rev["q75_s"] < fwd["q25_s"]
+
+
 def _spread(row: dict[str, Any]) -> str:
+    if row.get("q25_s") is None:
+        return fmt(row["median_s"])
     return f"{fmt(row['median_s'])} [{fmt(row['q25_s'])}-{fmt(row['q75_s'])}]"
 
 
@@ -575,7 +584,7 @@ def find_crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = Fa
     if found["repeats"] < MIN_CROSSOVER_REPEATS:
         return {**found, "kind": "quick"}
     wins = [rev["median_s"] < fwd["median_s"] for rev, fwd in pairs]
-    clear = [rev["q75_s"] < fwd["q25_s"] for rev, fwd in pairs]
+    clear = [_apart(rev, fwd) for rev, fwd in pairs]
     first = next((i for i in range(len(both)) if all(wins[i:])), None)
     if first is None:
         return {**found, "kind": "none"}
@@ -589,7 +598,16 @@ def find_crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = Fa
     }
 
 
+def _apart(rev: dict[str, Any], fwd: dict[str, Any]) -> bool:
+    """Reverse's upper quartile below forward's lower one (never, for a run without quartiles)."""
+    if rev.get("q75_s") is None or fwd.get("q25_s") is None:
+        return False
+    return rev["q75_s"] < fwd["q25_s"]
+
+
 def _spread(row: dict[str, Any]) -> str:
+    if row.get("q25_s") is None:
+        return fmt(row["median_s"])
     return f"{fmt(row['median_s'])} [{fmt(row['q25_s'])}-{fmt(row['q75_s'])}]"
 
 
@@ -611,6 +629,8 @@ def crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) 
         f"{head}: crossover at n = {c['n']}: {rev['engine']} {_spread(rev)} < "
         f"{fwd['engine']} {_spread(fwd)} (median [quartiles]; reverse faster from here on)"
     )
+    if rev.get("q25_s") is None:
+        return line + "; an older run without quartiles: no confidence given"
     if c["clear_from"] == c["n"]:
         return line + "; clear: the quartile ranges are apart"
     if c["clear_from"] is None:
@@ -630,10 +650,14 @@ def write_results(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -
 
 
 def caption(meta: dict[str, Any]) -> str:
+    """The machine, date and method under each figure (an older run's without what it lacked)."""
+    interleaved = meta.get("interleaved", False)
+    threads = ", one thread per engine" if interleaved else ""
+    order = ", engines interleaved per n" if interleaved else ", each engine timed alone"
     return (
         f"make bench (benchmarks/forward_vs_reverse.py), {meta['date']}, {meta['machine']}, "
-        f"{meta['cpus']} cores, one thread per engine;\nmedians of up to {meta['repeats']} "
-        f"repeats, engines interleaved per n; Python {meta['python']}, NumPy {meta['numpy']}"
+        f"{meta['cpus']} cores{threads};\nmedians of up to {meta['repeats']} repeats{order}; "
+        f"Python {meta['python']}, NumPy {meta['numpy']}"
     )
 
 
@@ -647,7 +671,11 @@ def plot(
     points = {}
     for family in families:
         c = find_crossover(rows, family, ours_only=True)
-        points[family] = (c["n"], c["clear_from"] == c["n"]) if c["kind"] == "found" else None
+        if c["kind"] != "found":
+            points[family] = None
+        else:  # clear: True, False, or None for a run that kept no quartiles
+            known = c["pair"][0].get("q25_s") is not None
+            points[family] = (c["n"], (c["clear_from"] == c["n"]) if known else None)
     written = [
         plots.family_figure(
             rows, family, FAMILIES[family].kind, points[family], text, out / f"{family}.png"
@@ -700,6 +728,9 @@ def report_again(path: Path, out: Path) -> int:
     """The report and plots of a results.json written by an earlier run."""
     saved = json.loads(path.read_text())
     meta, rows = saved["meta"], saved["results"]
+    for r in rows:  # a run from before quartiles were kept: its repeats from the meta data
+        if r.get("status") == "ok" and "repeats" not in r:
+            r.update(repeats=meta["repeats"], q25_s=None, q75_s=None)
     print(f"# results of {meta['date']}, {meta['machine']}, {meta['cpus']} cores: {path}")
     report(rows, meta["families"], meta["n"], meta.get("gradient_memory"))
     out.mkdir(parents=True, exist_ok=True)
@@ -795,6 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n": ns,
         "engines": engines,
         "families": families,
+        "interleaved": True,
     }
     print(
         f"# {meta['date']}, {meta['machine']}, {meta['cpus']} cores, Python {meta['python']}, "

@@ -83,7 +83,7 @@ def family_figure(
     rows: list[dict[str, Any]],
     family: str,
     kind: str,
-    crossover: tuple[int, bool] | None,
+    crossover: tuple[int, bool | None] | None,
     caption: str,
     path: Path,
 ) -> Path | None:
@@ -122,7 +122,7 @@ def family_figure(
     if crossover is not None:
         n, clear = crossover
         ax.axvline(n, color="#D55E00", lw=1.0, ls="--", alpha=0.8)
-        note = "" if clear else " (within the repeat spread)"
+        note = " (within the repeat spread)" if clear is False else ""
         ax.annotate(
             f"reverse faster\nfrom n = {n:,}{note}",
             (n, 0.97),
@@ -151,7 +151,7 @@ def family_figure(
 def summary_figure(
     rows: list[dict[str, Any]],
     families: Sequence[str],
-    crossovers: dict[str, tuple[int, bool] | None],
+    crossovers: dict[str, tuple[int, bool | None] | None],
     caption: str,
     path: Path,
 ) -> Path | None:
@@ -181,7 +181,9 @@ def summary_figure(
     ax.annotate("forward faster ↓", (0.01, 1.0), xytext=(0, -4), va="top", **where)
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    low, high = ax.get_ylim()
+    subs = (1.0,) if high / low > 100 else (1.0, 2.0, 5.0)  # labels at 1-2-5 on a short axis
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("n (the growing dimension: inputs, or outputs for tall)")
