@@ -33,7 +33,7 @@ bench-sparse: $(BENCH_STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest src tests README.md $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto src tests README.md $(PYTEST_ARGS)
 
 # Build the sdist and the wheel, install the wheel (not editable) into a fresh venv and run a
 # smoke test from outside the source tree: what `pip install dualad` would give a user.
