@@ -42,7 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from timing import fmt, interleaved, load_average, warm_cpu
+from timing import fmt, interleaved, load_average, one_thread, warm_cpu
 
 A_RATE, B_RATE, ALPHA = 3.4, 1.0, 10.0
 FORCING_ON = 1.1
@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         opts.sizes, opts.repeats, opts.solve_repeats, opts.t_end = "16", 3, 1, 2.0
         opts.default_fd = "16"
     sizes = [int(s) for s in opts.sizes.split(",")]
+    print(f"# {one_thread()}")
     default_fd = {int(s) for s in opts.default_fd.split(",") if s}
 
     import numba

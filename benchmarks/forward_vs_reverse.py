@@ -31,32 +31,23 @@ with ``mode="reverse"``.
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
 import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-# One thread for every engine's linear algebra, set before NumPy, JAX or torch load their thread
-# pools: on 2 cores under load, BLAS threads competing with each other made a dense Jacobian
-# take 10 s instead of 0.1 s.  Every engine is timed single-threaded, so the ratios are fair.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-_XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-os.environ.setdefault("XLA_FLAGS", _XLA_ONE_THREAD)
+import numpy as np
+from timing import fmt, one_thread, quartiles, warm_cpu
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from timing import fmt, quartiles, warm_cpu  # noqa: E402
-
-import dualad as da  # noqa: E402
+import dualad as da
 
 FULL_GRID = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000)
 QUICK_GRID = (1, 10, 100)  # quick mode: a smoke run of every engine, no crossover claimed
@@ -827,10 +818,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "engines": engines,
         "families": families,
         "interleaved": True,
+        "threads": one_thread(),
     }
     print(
         f"# {meta['date']}, {meta['machine']}, {meta['cpus']} cores, Python {meta['python']}, "
-        f"NumPy {meta['numpy']}; medians of {repeats} repeats; n = {ns}",
+        f"NumPy {meta['numpy']}; medians of {repeats} repeats; n = {ns}; {meta['threads']}",
         flush=True,
     )
     if args.from_json:

@@ -12,7 +12,30 @@ import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
+# One thread for every engine: XLA reads its flags when JAX is first imported (after this module);
+# OpenBLAS's pool, already started by NumPy, is limited at run time by one_thread() below.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
+
+import numpy as np  # noqa: E402
+
+
+def one_thread() -> str:
+    """Limit BLAS and OpenMP pools to one thread; return what is in force, for the report.
+
+    On 2 cores under load, BLAS threads fighting each other made a dense Jacobian take 10 s
+    instead of 0.1 s, so every engine of every benchmark is timed single-threaded.
+    """
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return "thread pools as the environment set them (threadpoolctl not installed)"
+    threadpool_limits(1)
+    pools = ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info())
+    return f"threads per pool: {pools or 'no BLAS pool found'}"
 
 
 def calls_per_sample(call: Callable[[], object], min_seconds: float) -> int:
