@@ -19,6 +19,7 @@ share memory between them where the tape does not.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -453,18 +454,21 @@ def pullback(tape: Tape, out_node: int, ct: Any, in_shape: tuple[int, ...], cons
 
 # --- tracing -------------------------------------------------------------------------------------
 
-#: Tapes being recorded, innermost last (mode="auto" goes forward while one is live).
-live_tapes: list[Tape] = []
+#: Tapes being recorded in this thread (context), innermost last: mode="auto" goes forward while
+#: one is live.  Per context, so that another thread's recording does not count.
+live_tapes: contextvars.ContextVar[tuple[Tape, ...]] = contextvars.ContextVar(
+    "dualad_live_tapes", default=()
+)
 
 
 @contextmanager
 def _recording(level: int) -> Iterator[Tape]:
     tape = Tape(level)
-    live_tapes.append(tape)
+    live_tapes.set(live_tapes.get() + (tape,))
     try:
         yield tape
     finally:
-        live_tapes.remove(tape)
+        live_tapes.set(tuple(t for t in live_tapes.get() if t is not tape))
         tape.live = False
 
 

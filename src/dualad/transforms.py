@@ -9,6 +9,7 @@ per chunk; the partials of the outermost layer, read off the output, are the col
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import itertools
 import math
@@ -46,25 +47,29 @@ _tags = itertools.count(1)
 MEMORY_BUDGET_ENTRIES = 4_000_000
 
 
-#: Tags of the differentiations under way, innermost last.  Tag 0 marks Duals users build.
-_live_tags: list[int] = [0]
+#: Tags of the differentiations under way in this thread (context), innermost last.  Tag 0 marks
+#: Duals users build.  Per context, so that a da.* call in one thread neither sees another
+#: thread's differentiations as enclosing it (mode="auto" would go forward) nor theirs as live.
+_live_tags: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
+    "dualad_live_tags", default=(0,)
+)
 
 
 @contextlib.contextmanager
 def _differentiation() -> Iterator[int]:
     """A fresh tag, live while the function runs, so that its Duals are told from leaked ones."""
-    tag = next(_tags)
-    _live_tags.append(tag)
+    tag = next(_tags)  # itertools.count: one step is atomic, so tags stay unique across threads
+    _live_tags.set(_live_tags.get() + (tag,))
     try:
         yield tag
     finally:
-        _live_tags.remove(tag)
+        _live_tags.set(tuple(t for t in _live_tags.get() if t != tag))
 
 
 def _check_live(a: Any) -> None:
     """Refuse Duals of a differentiation that has finished: their derivative has no meaning here."""
     while isinstance(a, Dual):
-        if a.tag not in _live_tags:
+        if a.tag not in _live_tags.get():
             raise DualError(
                 "the function used a Dual of a differentiation that has already finished (it "
                 "leaked out of an earlier da.* call, e.g. stored in a list or global); use its "
@@ -264,8 +269,8 @@ AUTO_INPUTS_PER_OUTPUT = 2
 def _nested(x: Any, args: tuple[Any, ...]) -> bool:
     """True inside another differentiation (a Dual or Tracer may be anywhere, closures too)."""
     return (
-        len(_live_tags) > 1
-        or bool(reverse.live_tapes)
+        len(_live_tags.get()) > 1
+        or bool(reverse.live_tapes.get())
         or isinstance(x, Carrier)
         or _any_carrier(args)
     )
