@@ -36,7 +36,9 @@ from .dual import (
     ReverseModeUnsupported,
     _normalize_index,
     _scale,
+    check_output,
     mixed_modes,
+    user_code,
 )
 from .dual import apply_rule as dual_apply_rule
 from .rules import Rule
@@ -497,8 +499,9 @@ def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: in
             "reverse mode cannot differentiate with arguments that are themselves being "
             "differentiated (a derivative inside another one); use mode='forward'"
         )
-    with _recording(level) as tape:
+    with _recording(level) as tape, user_code():
         y = f(Tracer._make(tape, x, 0), *args)
+        check_output(y)
         if isinstance(y, (list, tuple)) and any(isinstance(item, Carrier) for item in y):
             y = np.stack(y)
     if y.__class__ is Tracer:

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import itertools
 import math
+import operator
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from . import reverse
-from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, _as_float_array, primal
+from .dual import (
+    Carrier,
+    Dual,
+    DualError,
+    ReverseModeUnsupported,
+    _as_float_array,
+    check_output,
+    primal,
+    user_code,
+)
 
 __all__ = [
     "derivative",
@@ -96,10 +106,19 @@ def _inner_width(x: Any) -> int:
 
 
 def checked_chunk_size(chunk_size: Any) -> int:
-    """``chunk_size`` as a positive int, or a ValueError that says what was given."""
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    return int(chunk_size)
+    """``chunk_size`` as a positive int, or a ValueError that says what was given.
+
+    Only integers: a float such as 2.5 is refused rather than rounded down without a word.
+    """
+    try:
+        size = operator.index(chunk_size)
+    except TypeError:
+        size = 0
+    if size < 1 or isinstance(chunk_size, (bool, np.bool_)):
+        raise ValueError(
+            f"chunk_size must be a positive integer (or None for the default); got {chunk_size!r}"
+        )
+    return size
 
 
 def chunk_width(n: int, chunk_size: int | None, width: int = 1) -> int:
@@ -133,6 +152,7 @@ def _seed(x: Any, tag: int, start: int, k: int) -> Dual:
 def _as_output(y: Any) -> Any:
     if isinstance(y, Dual):
         return y
+    check_output(y)
     if isinstance(y, (list, tuple)):
         if any(isinstance(item, Dual) for item in y):
             return np.stack(y)
@@ -160,7 +180,8 @@ def _scalar(a: Any) -> Any:
 
 
 def _call(f: Callable[..., Any], x: Any, args: tuple[Any, ...]) -> Any:
-    return f(x, *args)
+    with user_code():
+        return f(x, *args)
 
 
 def _python_function(f: Callable[..., Any]) -> Callable[..., Any]:
