@@ -13,8 +13,10 @@ be Duals of lower tags.  The newest tag is always the outermost layer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,37 @@ _ARRAY_HINT = (
 
 def _lost(what: str, hint: str = "") -> DualError:
     return DualError(_LOST.format(what=what, hint=hint))
+
+
+def with_assignment_error(error: Exception, assignment: Exception) -> Exception:
+    """``error`` (of a float conversion) carrying what to say if it came from an element write.
+
+    NumPy turns a failed float conversion in ``out[i] = y`` (``out`` a plain float array) into
+    its own ``ValueError: setting an array element with a sequence``, with ``error`` as cause;
+    :func:`assignment_error` finds ``assignment`` there at the differentiation boundary.
+    """
+    error.dualad_assignment = assignment  # type: ignore[attr-defined]
+    return error
+
+
+def assignment_error(error: BaseException) -> Exception | None:
+    """dualad's error for NumPy's ValueError of an element write of a Dual (or Tracer), or None."""
+    if isinstance(error, ValueError):
+        return getattr(error.__cause__, "dualad_assignment", None)
+    return None
+
+
+@contextlib.contextmanager
+def user_code() -> Iterator[None]:
+    """Run the user's function: NumPy's raw error for writing a Dual into a plain float array
+    becomes dualad's, which says what to do (NumPy's own stays attached as the cause)."""
+    try:
+        yield
+    except ValueError as error:
+        ours = assignment_error(error)
+        if ours is None:
+            raise
+        raise ours from error
 
 
 def _no_rule(name: str) -> DualError:
@@ -148,8 +181,14 @@ class Carrier:
 
     # --- conversions that would lose the derivative ---------------------------------------------
     def __float__(self) -> float:
-        raise _lost(
-            f"Converting {self._label} to float (float(x), math.* functions, or a float slot)"
+        raise with_assignment_error(
+            _lost(
+                f"Converting {self._label} to float (float(x), math.* functions, or a float slot)"
+            ),
+            _lost(
+                f"Writing {self._label} into an element of a plain float array (out[i] = y)",
+                _ARRAY_HINT,
+            ),
         )
 
     def __int__(self) -> int:
@@ -504,6 +543,12 @@ def _dtype_of(value: Any) -> np.dtype:
 def _as_float_array(value: Any) -> Any:
     if isinstance(value, Carrier):
         return value
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise TypeError(
+            "dualad differentiates plain arrays, and would ignore the mask of this masked array; "
+            "pass np.ma.getdata(x) to differentiate every entry, or x.compressed() for the "
+            "unmasked ones only"
+        )
     arr = np.asarray(value)
     if arr.dtype.kind == "c":
         raise DualError(
@@ -513,8 +558,24 @@ def _as_float_array(value: Any) -> Any:
     if arr.dtype.kind in "biu":
         return arr.astype(np.float64)
     if arr.dtype.kind != "f":
-        raise TypeError(f"dualad differentiates real floating-point numbers, not dtype {arr.dtype}")
+        got = f"dtype {arr.dtype}" if value is not None else "None"
+        if arr.dtype.kind == "O" and value is not None and not isinstance(value, np.ndarray):
+            got = f"a {type(value).__name__}"
+        raise TypeError(
+            f"dualad differentiates real floating-point numbers, not {got}; pass a number or an "
+            "array of them (e.g. np.asarray(x, dtype=float))"
+        )
     return arr
+
+
+def check_output(y: Any) -> None:
+    """Refuse an output of ``f`` that no derivative can be read from (None, a string)."""
+    if y is None or isinstance(y, (str, bytes)):
+        raise TypeError(
+            f"f returned {'None' if y is None else type(y).__name__ + ' ' + repr(y)[:40]}; "
+            "dualad differentiates functions that return a number or an array (or a list or "
+            "tuple of them). Check that f ends with a return statement."
+        )
 
 
 def top_tag(args: Any) -> int:

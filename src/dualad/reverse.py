@@ -19,6 +19,7 @@ share memory between them where the tape does not.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +36,9 @@ from .dual import (
     ReverseModeUnsupported,
     _normalize_index,
     _scale,
+    check_output,
     mixed_modes,
+    user_code,
 )
 from .dual import apply_rule as dual_apply_rule
 from .rules import Rule
@@ -453,18 +456,21 @@ def pullback(tape: Tape, out_node: int, ct: Any, in_shape: tuple[int, ...], cons
 
 # --- tracing -------------------------------------------------------------------------------------
 
-#: Tapes being recorded, innermost last (mode="auto" goes forward while one is live).
-live_tapes: list[Tape] = []
+#: Tapes being recorded in this thread (context), innermost last: mode="auto" goes forward while
+#: one is live.  Per context, so that another thread's recording does not count.
+live_tapes: contextvars.ContextVar[tuple[Tape, ...]] = contextvars.ContextVar(
+    "dualad_live_tapes", default=()
+)
 
 
 @contextmanager
 def _recording(level: int) -> Iterator[Tape]:
     tape = Tape(level)
-    live_tapes.append(tape)
+    live_tapes.set(live_tapes.get() + (tape,))
     try:
         yield tape
     finally:
-        live_tapes.remove(tape)
+        live_tapes.set(tuple(t for t in live_tapes.get() if t is not tape))
         tape.live = False
 
 
@@ -493,8 +499,9 @@ def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: in
             "reverse mode cannot differentiate with arguments that are themselves being "
             "differentiated (a derivative inside another one); use mode='forward'"
         )
-    with _recording(level) as tape:
+    with _recording(level) as tape, user_code():
         y = f(Tracer._make(tape, x, 0), *args)
+        check_output(y)
         if isinstance(y, (list, tuple)) and any(isinstance(item, Carrier) for item in y):
             y = np.stack(y)
     if y.__class__ is Tracer:

@@ -234,6 +234,8 @@ class SparseJacobian:
         args = args or self._args
         value, compressed = self._compressed(self._point(x), args)
         data = np.take(compressed.reshape(-1), self._take)
+        if data.dtype == np.float16:  # scipy.sparse has no float16: the next wider float
+            data = data.astype(np.float32)
         build = sparse.csr_array if self._format == "csr" else sparse.csc_array
         jac = build((data, self._indices.copy(), self._indptr.copy()), shape=self.sparsity.shape)
         if self.check:

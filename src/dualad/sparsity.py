@@ -36,7 +36,16 @@ import numpy as np
 
 from . import rules
 from . import structural as _structural
-from .dual import Carrier, DualError, _no_rule, label, primal
+from .dual import (
+    Carrier,
+    DualError,
+    _no_rule,
+    check_output,
+    label,
+    primal,
+    user_code,
+    with_assignment_error,
+)
 
 __all__ = ["Deps", "SparsityError", "jacobian_sparsity"]
 
@@ -99,6 +108,8 @@ def _stack(parts: list[_Rows]) -> tuple[_Rows, list[int]]:
 def _gather(rows: _Rows, ids: np.ndarray, n: int) -> _Rows:
     """Row ``e`` of the result is the union of rows ``ids[e, :]`` of ``rows`` (-1: none)."""
     m = ids.shape[0]
+    if m == 0:  # an empty array: no rows
+        return _Rows(np.zeros(1, _INT), np.zeros(0, _INT))
     flat = ids.reshape(-1)
     absent = flat < 0
     safe = np.where(absent, 0, flat)
@@ -334,7 +345,15 @@ class Deps(Carrier):
     __int__ = __index__
 
     def __float__(self) -> float:
-        raise _tracer_lost("float() or a math.* function of a traced value", _MATH_HINT)
+        raise with_assignment_error(
+            _tracer_lost("float() or a math.* function of a traced value", _MATH_HINT),
+            SparsityError(
+                "Writing a traced value into an element of a plain float array (out[i] = y) "
+                "loses what it depends on: allocate arrays that hold traced values with "
+                "np.zeros_like(x) or np.zeros(n, like=x), or pass the pattern as sparsity= if f "
+                "cannot be written that way."
+            ),
+        )
 
     def __complex__(self) -> complex:
         raise _tracer_lost("complex() of a traced value")
@@ -886,6 +905,7 @@ _DATA_ARGS = {np.full_like, np.interp, np.linalg.solve, np.sum, np.nansum}
 
 
 def _output(y: Any, trace: _Trace) -> Any:
+    check_output(y)
     if isinstance(y, list | tuple) and _trace_of(y) is not None:
         return np.stack(y)
     return y
@@ -941,7 +961,8 @@ def jacobian_sparsity(
     n = point.size
     trace = _Trace(n, bool(local))
     identity = _Rows(np.arange(n + 1, dtype=_INT), np.arange(n, dtype=_INT))
-    y = _output(_python_function(f)(Deps._make(trace, point, identity), *args), trace)
+    with user_code():
+        y = _output(_python_function(f)(Deps._make(trace, point, identity), *args), trace)
     rows = y.rows() if isinstance(y, Deps) else _no_rows(int(np.size(y)))
     data = np.ones(len(rows.indices), dtype=bool)
     return sparse.csr_array((data, rows.indices, rows.indptr), shape=(rows.count, n))

@@ -9,9 +9,11 @@ per chunk; the partials of the outermost layer, read off the output, are the col
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import itertools
 import math
+import operator
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from . import reverse
-from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, _as_float_array, primal
+from .dual import (
+    Carrier,
+    Dual,
+    DualError,
+    ReverseModeUnsupported,
+    _as_float_array,
+    check_output,
+    primal,
+    user_code,
+)
 
 __all__ = [
     "derivative",
@@ -46,25 +57,29 @@ _tags = itertools.count(1)
 MEMORY_BUDGET_ENTRIES = 4_000_000
 
 
-#: Tags of the differentiations under way, innermost last.  Tag 0 marks Duals users build.
-_live_tags: list[int] = [0]
+#: Tags of the differentiations under way in this thread (context), innermost last.  Tag 0 marks
+#: Duals users build.  Per context, so that a da.* call in one thread neither sees another
+#: thread's differentiations as enclosing it (mode="auto" would go forward) nor theirs as live.
+_live_tags: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
+    "dualad_live_tags", default=(0,)
+)
 
 
 @contextlib.contextmanager
 def _differentiation() -> Iterator[int]:
     """A fresh tag, live while the function runs, so that its Duals are told from leaked ones."""
-    tag = next(_tags)
-    _live_tags.append(tag)
+    tag = next(_tags)  # itertools.count: one step is atomic, so tags stay unique across threads
+    _live_tags.set(_live_tags.get() + (tag,))
     try:
         yield tag
     finally:
-        _live_tags.remove(tag)
+        _live_tags.set(tuple(t for t in _live_tags.get() if t != tag))
 
 
 def _check_live(a: Any) -> None:
     """Refuse Duals of a differentiation that has finished: their derivative has no meaning here."""
     while isinstance(a, Dual):
-        if a.tag not in _live_tags:
+        if a.tag not in _live_tags.get():
             raise DualError(
                 "the function used a Dual of a differentiation that has already finished (it "
                 "leaked out of an earlier da.* call, e.g. stored in a list or global); use its "
@@ -91,10 +106,19 @@ def _inner_width(x: Any) -> int:
 
 
 def checked_chunk_size(chunk_size: Any) -> int:
-    """``chunk_size`` as a positive int, or a ValueError that says what was given."""
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    return int(chunk_size)
+    """``chunk_size`` as a positive int, or a ValueError that says what was given.
+
+    Only integers: a float such as 2.5 is refused rather than rounded down without a word.
+    """
+    try:
+        size = operator.index(chunk_size)
+    except TypeError:
+        size = 0
+    if size < 1 or isinstance(chunk_size, (bool, np.bool_)):
+        raise ValueError(
+            f"chunk_size must be a positive integer (or None for the default); got {chunk_size!r}"
+        )
+    return size
 
 
 def chunk_width(n: int, chunk_size: int | None, width: int = 1) -> int:
@@ -128,6 +152,7 @@ def _seed(x: Any, tag: int, start: int, k: int) -> Dual:
 def _as_output(y: Any) -> Any:
     if isinstance(y, Dual):
         return y
+    check_output(y)
     if isinstance(y, (list, tuple)):
         if any(isinstance(item, Dual) for item in y):
             return np.stack(y)
@@ -155,7 +180,8 @@ def _scalar(a: Any) -> Any:
 
 
 def _call(f: Callable[..., Any], x: Any, args: tuple[Any, ...]) -> Any:
-    return f(x, *args)
+    with user_code():
+        return f(x, *args)
 
 
 def _python_function(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -264,8 +290,8 @@ AUTO_INPUTS_PER_OUTPUT = 2
 def _nested(x: Any, args: tuple[Any, ...]) -> bool:
     """True inside another differentiation (a Dual or Tracer may be anywhere, closures too)."""
     return (
-        len(_live_tags) > 1
-        or bool(reverse.live_tapes)
+        len(_live_tags.get()) > 1
+        or bool(reverse.live_tapes.get())
         or isinstance(x, Carrier)
         or _any_carrier(args)
     )

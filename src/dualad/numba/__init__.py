@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -101,8 +102,23 @@ def summary(message: str) -> str:
     return (reasons or lines or ["no reason given"])[0]
 
 
+#: Held while a driver is made and first called (compiled), so that two threads asking for the
+#: same driver at once compile it once: the second waits, then finds it ready.  Re-entrant,
+#: since a driver is made from the drivers it calls.
+_compiling = threading.RLock()
+
+
 def driver(f: Callable[..., Any], kind: str, K: int) -> Any:
     """The compiled driver of ``kind`` for ``f`` and K, made once and then reused."""
+    key = (f, kind, K)
+    ready = _drivers.get(key)
+    if ready is not None:
+        return ready
+    with _compiling:
+        return _make_driver(f, kind, K)
+
+
+def _make_driver(f: Callable[..., Any], kind: str, K: int) -> Any:
     key = (f, kind, K)
     if key not in _drivers:
         scalars.register_table()
@@ -123,23 +139,26 @@ def run(f: Callable[..., Any], kind: str, K: int, *arguments: Any) -> Any:
     """Call the driver of ``kind`` for ``f`` and K, compiling it on first use (timed)."""
     compiled = _drivers.get((f, kind, K))
     if compiled is None:
-        compiled = driver(f, kind, K)
-        start = time.perf_counter()
-        result = _call(compiled, f, K, arguments)
-        compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start
-        return result
+        with _compiling:
+            compiled = _drivers.get((f, kind, K))
+            if compiled is None:  # not made by a thread that held the lock first
+                compiled = driver(f, kind, K)
+                start = time.perf_counter()
+                result = _call(compiled, f, K, arguments)
+                compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start
+                return result
     return _call(compiled, f, K, arguments)
 
 
 def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ...]) -> Any:
     """Call a driver; on a typing failure, say what dualad knows about it."""
+    if scalars.problems.get():  # left by a candidate overload that lost to another: not ours
+        scalars.problems.set(())
     try:
         return compiled(*arguments)
     except errors.TypingError as exc:
         message = str(exc)
-        known = [m for m in scalars.refusals if m in message]
-        problem = scalars.problems[0] if scalars.problems else known[0] if known else None
-        scalars.problems.clear()
+        problem = scalars.take_problem(message)
         if problem is not None:
             raise DualError(problem + _where(message)) from None
         failed[getattr(f, "py_func", f)] = message

@@ -18,8 +18,10 @@ engine.
 from __future__ import annotations
 
 import builtins
+import contextvars
 import math
 import operator
+import threading
 import types as pytypes
 from collections.abc import Callable
 from typing import Any
@@ -34,23 +36,42 @@ from .. import rules
 from ..dual import label
 from .dualtypes import DualArrayType, DualType, generate, overload_first, tuple_source
 
-#: Messages of dualad's own refusals met while typing; the driver reports them instead of
-#: Numba's long list of candidate signatures.
-problems: list[str] = []
+#: Messages of dualad's own refusals met while typing in this thread (context); the driver
+#: reports them instead of Numba's long list of candidate signatures.  Typing runs in the thread
+#: that calls the driver, so a refusal met compiling in one thread is never reported in another.
+problems: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "dualad_numba_problems", default=()
+)
 
 _REAL = (types.Float, types.Integer, types.Boolean)
 
 
 #: Every refusal message so far: Numba re-raises a failed compilation from its cache without
-#: typing again, and the driver finds dualad's message in the text then.
-refusals: set[str] = set()
+#: typing again (in any thread), and the driver finds dualad's message in the text then.  Like
+#: Numba's cache this is knowledge about compiled code, shared by all threads, not state of one
+#: call; it only grows (one entry per distinct message), behind a lock.
+_refusals: set[str] = set()
+_refusals_lock = threading.Lock()
 
 
 def refuse(message: str) -> None:
     """Record a dualad error and stop typing (Numba then reports the call as untypeable)."""
-    problems.append(message)
-    refusals.add(message)
+    problems.set(problems.get() + (message,))
+    with _refusals_lock:
+        _refusals.add(message)
     raise errors.TypingError(message)
+
+
+def take_problem(message: str) -> str | None:
+    """dualad's own refusal behind Numba's ``message`` (met in this thread first), or None; this
+    thread's record of refusals is cleared for the next call."""
+    met = problems.get()
+    problems.set(())
+    if met:
+        return met[0]
+    with _refusals_lock:
+        known = [m for m in _refusals if m in message]
+    return known[0] if known else None
 
 
 # --- compiling the rules' partials ---------------------------------------------------------------
