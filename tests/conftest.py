@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import dualad as da
-from dualad import transforms
+from dualad import containers, transforms
 
 # both_modes patches the API's default for the whole test, every example alike
 _fixture_ok = [HealthCheck.function_scoped_fixture]
@@ -54,7 +54,7 @@ def both_modes(request, monkeypatch):
         if request.node.get_closest_marker("forward_only"):
             pytest.skip("checks forward mode's own workings")
         for name in ("value_and_jacobian", "jacobian", "value_and_gradient", "gradient"):
-            monkeypatch.setattr(da, name, _reverse_unless_nested(getattr(transforms, name)))
+            monkeypatch.setattr(da, name, _reverse_unless_nested(getattr(containers, name)))
         gradient = da.gradient
         monkeypatch.setattr(da, "grad", lambda f, **kw: lambda x, *a: gradient(f, x, args=a, **kw))
     return request.param

@@ -6,12 +6,7 @@ array([2.58385316, 2.        ])
 """
 
 from . import reverse, rules
-from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, primal, tangent
-from .rules import NONDIFF, register_rule
-from .sparse import SparseJacobian, jacobian_sparsity, sparse_jacobian
-from .transforms import (
-    batch_jacobian,
-    batch_jvp,
+from .containers import (
     derivative,
     grad,
     gradient,
@@ -21,11 +16,15 @@ from .transforms import (
     jacobian,
     jacrev,
     jvp,
-    stop_gradient,
+    value_and_grad,
     value_and_gradient,
     value_and_jacobian,
     vjp,
 )
+from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, primal, tangent
+from .rules import NONDIFF, register_rule
+from .sparse import SparseJacobian, jacobian_sparsity, sparse_jacobian
+from .transforms import batch_jacobian, batch_jvp, stop_gradient
 
 
 def _apply_registered(rule: rules.Rule, args: tuple) -> object:
@@ -66,6 +65,7 @@ __all__ = [
     "sparse_jacobian",
     "stop_gradient",
     "tangent",
+    "value_and_grad",
     "value_and_gradient",
     "value_and_jacobian",
     "vjp",

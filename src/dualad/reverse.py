@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import structural
+from . import pytrees, structural
 from .dual import (
     NONDIFF,
     Carrier,
@@ -501,17 +501,29 @@ def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: in
         )
     with _recording(level) as tape, user_code():
         y = f(Tracer._make(tape, x, 0), *args)
-        check_output(y)
-        if isinstance(y, (list, tuple)) and any(isinstance(item, Carrier) for item in y):
-            y = np.stack(y)
+    check_output(y)
+    if isinstance(y, (list, tuple, dict)):
+        y = _one_array_output(y)
     if y.__class__ is Tracer:
         if y._tape is not tape:
             raise _leaked() if not y._tape.live else _two_tapes()
         return Trace(tape, y._value, y._node, x.shape)
     if isinstance(y, Carrier):
         raise mixed_modes()
-    value = np.asarray(y, dtype=float) if isinstance(y, (list, tuple)) else y
+    value = np.asarray(y, dtype=float) if isinstance(y, list) else y
     return Trace(tape, value, -1, x.shape)
+
+
+def _one_array_output(y: Any) -> Any:
+    """A list of plain numbers (one array), or an error: containers are never stacked here."""
+    if isinstance(y, list) and pytrees.is_leaf(y):
+        return y
+    raise DualError(
+        f"f returned a {type(y).__name__}; dualad never stacks a container into one array. The "
+        "da.* transforms take containers, but this call went to an array-only path (a numba.njit "
+        "function, or da.sparse_jacobian): pass engine='numpy' for a numba.njit function, or "
+        "return one array (np.stack or np.concatenate of the items)"
+    )
 
 
 from . import transposes  # noqa: E402  (the structural table builds on the names above)

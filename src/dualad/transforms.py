@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import reverse
+from . import pytrees, reverse
 from .dual import (
     Carrier,
     Dual,
@@ -153,11 +153,21 @@ def _as_output(y: Any) -> Any:
     if isinstance(y, Dual):
         return y
     check_output(y)
-    if isinstance(y, (list, tuple)):
-        if any(isinstance(item, Dual) for item in y):
-            return np.stack(y)
-        return np.asarray(y, dtype=float)
+    if isinstance(y, (list, tuple, dict)):
+        return np.asarray(_one_array_output(y), dtype=float)
     return y
+
+
+def _one_array_output(y: Any) -> Any:
+    """A list of plain numbers (one array), or an error: containers are never stacked here."""
+    if isinstance(y, list) and pytrees.is_leaf(y):
+        return y
+    raise DualError(
+        f"f returned a {type(y).__name__}; dualad never stacks a container into one array. The "
+        "da.* transforms take containers, but this call went to an array-only path (a numba.njit "
+        "function, or da.sparse_jacobian): pass engine='numpy' for a numba.njit function, or "
+        "return one array (np.stack or np.concatenate of the items)"
+    )
 
 
 def _extract(y: Any, tag: int, k: int) -> tuple[Any, Any]:
