@@ -24,7 +24,7 @@ from numba.core import errors
 
 from ..dual import DualError
 from ..transforms import checked_chunk_size
-from . import arrays, drivers, scalars  # noqa: F401 - arrays registers its overloads on import
+from . import arrayops, arrays, drivers, reductions, scalars  # noqa: F401 - overloads on import
 from .dualtypes import DualArrayType, DualType
 
 __all__ = [
@@ -122,6 +122,7 @@ def _make_driver(f: Callable[..., Any], kind: str, K: int) -> Any:
     key = (f, kind, K)
     if key not in _drivers:
         scalars.register_table()
+        arrayops.register_table()
         if kind == "value_and_jacobian":
             _drivers[key] = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
         elif kind == "jacobian":
