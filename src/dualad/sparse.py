@@ -122,6 +122,7 @@ class SparseJacobian:
     ) -> None:
         if format not in ("csr", "csc"):
             raise ValueError(f"format must be 'csr' or 'csc'; got {format!r}")
+        transforms._check_engine(engine)
         point = transforms._as_input(x)
         self._f, self._args, self._engine, self._format = f, tuple(args), engine, format
         self.shape_of_x = np.shape(point)

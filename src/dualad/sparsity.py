@@ -912,7 +912,12 @@ def _output(y: Any, trace: _Trace) -> Any:
 
 
 def jacobian_sparsity(
-    f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = (), local: bool = False
+    f: Callable[..., Any],
+    x: Any,
+    *,
+    args: tuple[Any, ...] = (),
+    local: bool = False,
+    engine: str = "auto",
 ) -> Any:
     """Boolean sparsity pattern of the Jacobian of ``f`` at ``x``, found by tracing dependence.
 
@@ -934,6 +939,9 @@ def jacobian_sparsity(
         count, and ``f`` may not branch on values computed from ``x`` (that raises, saying so).
         True: the pattern at this ``x``, following the branches ``f`` takes here; valid wherever
         ``f`` takes the same branches.
+    engine
+        Accepted as by every function that takes ``f`` (``"auto"``, ``"numba"``, ``"numpy"``);
+        the pattern is always traced on the Python source, ``numba.njit`` helpers included.
 
     Returns
     -------
@@ -953,16 +961,18 @@ def jacobian_sparsity(
            [0, 0, 1, 1]])
     """
     from .coloring import scipy_sparse
-    from .transforms import _as_input, _python_function
+    from .transforms import _as_input, _check_engine, _python_function, numba_helpers_explained
 
+    _check_engine(engine)
     sparse = scipy_sparse()
 
     point = np.array(primal(_as_input(x)), copy=True)
     n = point.size
     trace = _Trace(n, bool(local))
     identity = _Rows(np.arange(n + 1, dtype=_INT), np.arange(n, dtype=_INT))
-    with user_code():
-        y = _output(_python_function(f)(Deps._make(trace, point, identity), *args), trace)
+    with user_code(), numba_helpers_explained():
+        y = _python_function(f)(Deps._make(trace, point, identity), *args)
+    y = _output(y, trace)
     rows = y.rows() if isinstance(y, Deps) else _no_rows(int(np.size(y)))
     data = np.ones(len(rows.indices), dtype=bool)
     return sparse.csr_array((data, rows.indices, rows.indptr), shape=(rows.count, n))

@@ -31,6 +31,7 @@ from .dual import (
     primal,
     user_code,
 )
+from .pysource import python_source
 
 __all__ = [
     "derivative",
@@ -190,13 +191,62 @@ def _scalar(a: Any) -> Any:
 
 
 def _call(f: Callable[..., Any], x: Any, args: tuple[Any, ...]) -> Any:
-    with user_code():
+    with user_code(), numba_helpers_explained():
         return f(x, *args)
 
 
+def numba_helper_error(error: Exception) -> DualError | None:
+    """For Numba's "cannot type" error when f hands a Dual (or tracer) to a numba.njit helper
+    that was not redirected to its Python source, an error that says what to do; else None."""
+    message = str(error)
+    if not type(error).__module__.startswith("numba") or (
+        "non-precise type pyobject" not in message
+        and "Cannot determine Numba type of" not in message
+    ):
+        return None
+    return DualError(
+        "f called a numba.njit function with a dualad value (a Dual or a tracer), which Numba "
+        "cannot type. dualad runs the Python source of the helpers f names directly (by a "
+        "global or closure name); this one was reached another way, e.g. as module.helper(x) "
+        "or from a list. Import it by name (from module import helper), or use engine='numba' "
+        "(forward mode) so that all of f is compiled for Duals."
+    )
+
+
+@contextlib.contextmanager
+def numba_helpers_explained() -> Iterator[None]:
+    """Numba's raw typing error for an unreached helper becomes ``numba_helper_error``'s."""
+    try:
+        yield
+    except Exception as error:
+        problem = numba_helper_error(error)
+        if problem is None:
+            raise
+        raise problem from error
+
+
+def _trace(f: Callable[..., Any], point: Any, args: tuple[Any, ...]) -> reverse.Trace:
+    """``reverse.trace`` of f's Python source, with the error above for an unreached helper."""
+    with numba_helpers_explained():
+        return reverse.trace(_python_function(f), point, args, next(_tags))
+
+
 def _python_function(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The Python source of a numba dispatcher, for the NumPy engine (``f`` itself otherwise)."""
-    return getattr(f, "py_func", f)
+    """What the NumPy engine runs for ``f``: its Python source (a numba dispatcher's ``py_func``),
+    with the numba helpers it calls redirected to their Python source for this call."""
+    return python_source(f)
+
+
+ENGINES = ("auto", "numba", "numpy")
+
+
+def _check_engine(engine: Any) -> None:
+    """Refuse an unknown ``engine`` with the values that exist."""
+    if engine not in ENGINES:
+        raise ValueError(
+            f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r} ('auto' compiles a "
+            "numba.njit function and runs any other on the NumPy engine)"
+        )
 
 
 #: Types of the callables that are Numba functions (dispatchers), found once per type.
@@ -230,8 +280,8 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
             return None
     elif engine == "numpy":
         return None
-    elif engine != "numba":
-        raise ValueError(f"engine must be 'auto', 'numba' or 'numpy'; got {engine!r}")
+    else:
+        _check_engine(engine)
     if isinstance(x, Carrier) or _any_carrier(args):
         if engine == "numba":
             raise DualError(
@@ -240,7 +290,7 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
             )
         return None
     compiled = _compiled or _load_compiled()
-    if engine == "auto" and compiled.failed and _python_function(f) in compiled.failed:
+    if engine == "auto" and compiled.failed and getattr(f, "py_func", f) in compiled.failed:
         return None
     return compiled
 
@@ -282,6 +332,7 @@ def _float64_point(x: Any) -> np.ndarray:
 
 
 def _check_mode(mode: str, engine: str = "auto") -> None:
+    _check_engine(engine)
     if mode not in ("auto", "forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     if mode == "reverse" and engine == "numba":
@@ -318,7 +369,7 @@ def _auto_trace(f: Any, x: Any, args: tuple[Any, ...]) -> reverse.Trace | None:
     if n <= AUTO_REVERSE_MIN_INPUTS or _nested(x, args):
         return None
     try:
-        traced = reverse.trace(f, _reverse_point(x), args, next(_tags))
+        traced = _trace(f, _reverse_point(x), args)
     except ReverseModeUnsupported as error:
         warnings.warn(
             f"dualad's reverse mode cannot differentiate {getattr(f, '__name__', f)} ({error}), "
@@ -350,7 +401,7 @@ def _reverse_jacobian(
     """(f(x), Jacobian) by reverse mode: output rows pulled back in chunks, one sweep each."""
     point = _reverse_point(x)
     if traced is None:
-        traced = reverse.trace(_python_function(f), point, args, next(_tags))
+        traced = _trace(f, point, args)
     value = traced.value
     out_shape = np.shape(value)
     m, n = math.prod(out_shape), point.size
@@ -640,15 +691,26 @@ def jvp(
     return _scalar(value), _scalar(tangent)
 
 
-def _batch_engine(f: Any, xs: Any, args: tuple[Any, ...], who: str) -> tuple[Any, np.ndarray]:
+def _batch_engine(
+    f: Any, xs: Any, args: tuple[Any, ...], who: str, engine: str
+) -> tuple[Any, np.ndarray]:
+    """The compiled engine for a batch (None for ``engine="numpy"``) and the stacked points."""
+    _check_engine(engine)
     points = _float64_point(xs)
     if points.ndim == 0 or points.shape[0] == 0:
         raise ValueError(f"{who} needs points stacked along a first axis; got shape {points.shape}")
+    if engine == "numpy":
+        return None, points
     return _compiled_engine(f, points, args, "numba"), points
 
 
 def batch_jvp(
-    f: Callable[..., Any], xs: Any, vs: Any, *, args: tuple[Any, ...] = ()
+    f: Callable[..., Any],
+    xs: Any,
+    vs: Any,
+    *,
+    args: tuple[Any, ...] = (),
+    engine: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``f(x)`` and ``J(x) @ v`` at many points at once, in parallel compiled code.
 
@@ -656,10 +718,15 @@ def batch_jvp(
     directions (``(B,) + x.shape``, or ``(B,) + x.shape + (k,)`` for k per point).  ``f`` is
     compiled with Numba (a ``numba.njit`` function or a plain one), and the points are shared
     among threads with ``numba.prange``.  Returns ``(values, tangents)`` of shapes
-    ``(B,) + f(x).shape`` and ``(B,) + f(x).shape`` (``+ (k,)``).
+    ``(B,) + f(x).shape`` and ``(B,) + f(x).shape`` (``+ (k,)``).  ``engine="numpy"`` runs the
+    points one after another on the NumPy engine instead (for code Numba cannot compile).
     """
-    compiled, points = _batch_engine(f, xs, args, "batch_jvp")
+    compiled, points = _batch_engine(f, xs, args, "batch_jvp", engine)
     directions, single = _directions(points.shape, vs, "batch_jvp")
+    if compiled is None:
+        pairs = [jvp(f, p, d, args=args, engine="numpy") for p, d in zip(points, directions)]
+        tangents = np.stack([np.asarray(t) for _, t in pairs])
+        return np.stack([np.asarray(v) for v, _ in pairs]), tangents[..., 0] if single else tangents
     directions = np.ascontiguousarray(directions, dtype=np.float64)
     k = directions.shape[-1]
     value0, values, tangents = compiled.run(f, "batch_jvp", k, points, directions, *args)
@@ -674,48 +741,92 @@ def batch_jacobian(
     *,
     chunk_size: int | None = None,
     args: tuple[Any, ...] = (),
+    engine: str = "auto",
 ) -> np.ndarray:
     """Jacobians of ``f`` at many points (stacked along the first axis of ``xs``), in parallel.
 
     As :func:`batch_jvp`; the result has shape ``(B,) + f(x).shape + x.shape``.
     """
-    compiled, points = _batch_engine(f, xs, args, "batch_jacobian")
+    compiled, points = _batch_engine(f, xs, args, "batch_jacobian", engine)
+    if compiled is None:
+        return np.stack(
+            [
+                np.asarray(
+                    jacobian(f, p, mode="forward", chunk_size=chunk_size, args=args, engine="numpy")
+                )
+                for p in points
+            ]
+        )
     K = compiled.chunk_size_for(math.prod(points.shape[1:]), chunk_size)
     value0, _, jacs = compiled.run(f, "batch_jacobian", K, points, *args)
     return jacs.reshape(points.shape[:1] + value0.shape + points.shape[1:])
 
 
+def _numpy_second_order(f: Any, engine: str, who: str) -> Callable[..., Any]:
+    """The Python source that the NumPy engine differentiates twice for ``who``."""
+    _check_engine(engine)
+    if engine == "numba":
+        raise ValueError(
+            f"{who} with engine='numba' is not available: second derivatives run on the NumPy "
+            "engine (on a numba.njit function's Python source); pass engine='auto' or 'numpy'"
+        )
+    return _python_function(f)
+
+
 def hessian(
-    f: Callable[..., Any], x: Any, *, chunk_size: int | None = None, args: tuple[Any, ...] = ()
+    f: Callable[..., Any],
+    x: Any,
+    *,
+    chunk_size: int | None = None,
+    args: tuple[Any, ...] = (),
+    engine: str = "auto",
 ) -> Any:
     """Hessian of a scalar-valued ``f``, shape ``x.shape + x.shape``, by forward over forward.
 
     The outer pass carries ``chunk_size`` directions (by default as many as keep the nested
     partials, ``n * n * chunk`` entries, inside the memory budget); the inner gradient all ``n``.
+    ``engine`` is as for :func:`value_and_jacobian`.
     """
+    inner = _numpy_second_order(f, engine, "da.hessian")
     x = _as_input(x)
     n = np.size(primal(x))
     if chunk_size is None:
         chunk_size = max(1, MEMORY_BUDGET_ENTRIES // max(n * n, 1))
-    inner = _python_function(f)
     return jacobian(
-        lambda z: gradient(inner, z, mode="forward", args=args),
+        lambda z: gradient(inner, z, mode="forward", args=args, engine="numpy"),
         x,
         mode="forward",
         chunk_size=chunk_size,
+        engine="numpy",
     )
 
 
-def hvp(f: Callable[..., Any], x: Any, v: Any, *, args: tuple[Any, ...] = ()) -> Any:
-    """Hessian-vector product ``H(x) @ v`` of a scalar-valued ``f``; shape of ``x``."""
-    inner = _python_function(f)
-    return jvp(lambda z: gradient(inner, z, mode="forward", args=args), x, v)[1]
+def hvp(
+    f: Callable[..., Any],
+    x: Any,
+    v: Any,
+    *,
+    args: tuple[Any, ...] = (),
+    engine: str = "auto",
+) -> Any:
+    """Hessian-vector product ``H(x) @ v`` of a scalar-valued ``f``; shape of ``x``.
+
+    ``engine`` is as for :func:`value_and_jacobian`.
+    """
+    inner = _numpy_second_order(f, engine, "da.hvp")
+    return jvp(
+        lambda z: gradient(inner, z, mode="forward", args=args, engine="numpy"),
+        x,
+        v,
+        engine="numpy",
+    )[1]
 
 
 def jacfwd(
     f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
 ) -> Callable[..., Any]:
     """``f``'s Jacobian as a function ``jac(x, *args)``, ready for SciPy's ``jac=`` arguments."""
+    _check_engine(engine)
 
     def jac(x: Any, *args: Any) -> Any:
         return jacobian(f, x, mode="forward", chunk_size=chunk_size, args=args, engine=engine)
@@ -732,6 +843,7 @@ def grad(
     engine: str = "auto",
 ) -> Callable[..., Any]:
     """``f``'s gradient as a function ``g(x, *args)``, e.g. for ``minimize(jac=)``."""
+    _check_mode(mode, engine)
 
     def g(x: Any, *args: Any) -> Any:
         return gradient(f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine)
@@ -740,24 +852,32 @@ def grad(
     return g
 
 
-def jacrev(f: Callable[..., Any], *, chunk_size: int | None = None) -> Callable[..., Any]:
-    """``f``'s Jacobian by reverse mode as a function ``jac(x, *args)`` (for SciPy's ``jac=``)."""
+def jacrev(
+    f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
+) -> Callable[..., Any]:
+    """``f``'s Jacobian by reverse mode as a function ``jac(x, *args)`` (for SciPy's ``jac=``).
+
+    Reverse mode runs on the NumPy engine: ``engine`` may be ``"auto"`` or ``"numpy"``.
+    """
+    _check_mode("reverse", engine)
 
     def jac(x: Any, *args: Any) -> Any:
-        return jacobian(f, x, mode="reverse", chunk_size=chunk_size, args=args)
+        return jacobian(f, x, mode="reverse", chunk_size=chunk_size, args=args, engine=engine)
 
     jac.__name__ = f"jacrev({getattr(f, '__name__', 'f')})"
     return jac
 
 
 def vjp(
-    f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = ()
+    f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = (), engine: str = "auto"
 ) -> tuple[Any, Callable[[Any], Any]]:
     """``(f(x), pullback)`` from one recorded evaluation (reverse mode).
 
     ``pullback(u)`` returns ``u @ J(x)`` with the shape of ``x`` for ``u`` of the shape of
     ``f(x)``, or ``x.shape + (k,)`` for ``u`` of shape ``f(x).shape + (k,)`` (k cotangents in one
-    sweep).  It can be called many times; the tape is freed with it.
+    sweep).  It can be called many times; the tape is freed with it.  Reverse mode runs on the
+    NumPy engine (a ``numba.njit`` function's Python source): ``engine`` may be ``"auto"`` or
+    ``"numpy"``.
 
     Examples
     --------
@@ -766,7 +886,8 @@ def vjp(
     >>> pullback(np.array([1.0, 10.0]))
     array([ 2., 40.])
     """
-    traced = reverse.trace(_python_function(f), _reverse_point(x), args, next(_tags))
+    _check_mode("reverse", engine)
+    traced = _trace(f, _reverse_point(x), args)
     out_shape = np.shape(traced.value)
 
     def pullback(u: Any) -> Any:
