@@ -535,19 +535,6 @@ def grid(n_max: int, quick: bool = False) -> list[int]:
     return [n for n in (QUICK_GRID if quick else FULL_GRID) if n <= n_max]
 
 
-def _apart(rev: dict[str, Any], fwd: dict[str, Any]) -> bool:
-    """Reverse's upper quartile below forward's lower one (never, for a run without quartiles)."""
-    if rev.get("q75_s") is None or fwd.get("q25_s") is None:
-        return False
-    return rev["q75_s"] < fwd["q25_s"]
-
-
-def _spread(row: dict[str, Any]) -> str:
-    if row.get("q25_s") is None:
-        return fmt(row["median_s"])
-    return f"{fmt(row['median_s'])} [{fmt(row['q25_s'])}-{fmt(row['q75_s'])}]"
-
-
 def find_crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> dict:
     """The smallest n from which the best reverse engine beats the best forward engine, and
     from which n on the two interquartile ranges of the repeats are apart (its confidence).
@@ -567,9 +554,8 @@ def find_crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = Fa
                 table[r["n"]] = r
     both = sorted(set(best["forward"]) & set(best["reverse"]))
     pairs = [(best["reverse"][n], best["forward"][n]) for n in both]
-    found.update(
-        ns=both, repeats=min((min(r["repeats"], f["repeats"]) for r, f in pairs), default=0)
-    )
+    fewest = min((min(r.get("repeats") or 0, f.get("repeats") or 0) for r, f in pairs), default=0)
+    found.update(ns=both, repeats=fewest)
     if not best["reverse"]:
         return {**found, "kind": "no reverse"}
     if found["repeats"] < MIN_CROSSOVER_REPEATS:
