@@ -21,6 +21,7 @@ from .containers import (
     value_and_jacobian,
     vjp,
 )
+from .custom import custom_jvp, custom_vjp
 from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, primal, tangent
 from .rules import NONDIFF, register_rule
 from .sparse import SparseJacobian, jacobian_sparsity, sparse_jacobian
@@ -48,6 +49,8 @@ __all__ = [
     "Dual",
     "DualError",
     "NONDIFF",
+    "custom_jvp",
+    "custom_vjp",
     "derivative",
     "gradient",
     "grad",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import reverse, transforms
-from .dual import Carrier, Dual, primal
+from .dual import Carrier, Dual, DualError, primal
 from .pytrees import LEAF, TreeDef, flatten, is_leaf, unflatten
 
 __all__ = [
@@ -196,8 +196,15 @@ def _plain(f: Any, x: Any, has_aux: bool, options: dict[str, Any]) -> bool:
     )
 
 
-def _check_engine(options: dict[str, Any], who: str) -> None:
-    if options.get("engine") == "numba":
+def _check_engine(options: dict[str, Any], who: str, f: Any = None) -> None:
+    if options.get("engine") != "numba":
+        return
+    if getattr(f, "_dualad_custom", False):
+        raise DualError(
+            f"{who}: {getattr(f, '__name__', f)} has a custom derivative rule (da.custom_jvp or "
+            "da.custom_vjp), which the compiled engine cannot use: pass engine='auto' or 'numpy'"
+        )
+    if f is None:
         raise ValueError(
             f"{who}: engine='numba' takes one array x and a function returning one array; "
             "containers and has_aux=True run on the NumPy engine: pass engine='auto' or 'numpy'"
@@ -277,6 +284,7 @@ def _value_and_jacobian(
     f: Any, x: Any, has_aux: bool, options: dict[str, Any], who: str
 ) -> tuple[Any, Any, _Output, _Packing | None]:
     point, inp = _point(x)
+    _check_engine(options, who, f)
     if inp is not None or has_aux:
         _check_engine(options, who)
     out = _Output()
@@ -342,6 +350,7 @@ def value_and_gradient(
     if _plain(f, x, has_aux, options):
         return transforms.value_and_gradient(f, x, **options)
     point, inp = _point(x)
+    _check_engine(options, "value_and_gradient", f)
     if inp is not None or has_aux:
         _check_engine(options, "value_and_gradient")
     out = _Output()
@@ -432,6 +441,7 @@ def jvp(f: Callable[..., Any], x: Any, v: Any, **options: Any) -> tuple[Any, Any
     if _plain(f, x, False, options):
         return transforms.jvp(f, x, v, **options)
     point, inp = _point(x)
+    _check_engine(options, "jvp", f)
     if inp is not None:
         _check_engine(options, "jvp")
     directions = _directions(v, inp, "jvp")
