@@ -6,6 +6,7 @@ array([2.58385316, 2.        ])
 """
 
 from . import reverse, rules
+from .batching import vmap
 from .containers import (
     derivative,
     grad,
@@ -72,4 +73,5 @@ __all__ = [
     "value_and_gradient",
     "value_and_jacobian",
     "vjp",
+    "vmap",
 ]
