@@ -262,6 +262,22 @@ def test_custom_errors():
         with pytest.raises(da.DualError, match="returned cotangents of structure"):
             da.gradient(lambda x: np.sum(vjp_custom(lambda r, ct: ((ct, ct),))(x)), x, mode=mode)
 
+    def closing_over(x):
+        f = da.custom_jvp(lambda z: z * x)  # x is the Dual being differentiated
+        f.defjvp(lambda p, t: (p[0] * x, t[0] * x))
+        return f(x * 1.0)
+
+    with pytest.raises(da.DualError, match="pass that value as an argument"):
+        da.jacobian(closing_over, x)
+
+    def closing_over_vjp(x):
+        f = da.custom_vjp(lambda z: z * x)
+        f.defvjp(lambda z: (z * x, None), lambda r, ct: (ct * x,))
+        return f(x * 1.0)
+
+    with pytest.raises(da.DualError, match="pass that value as an argument"):
+        da.jacobian(closing_over_vjp, x, mode="forward")
+
     def view_after_write(p, t):  # the reverse engine cannot trace this rule
         a = t[0] * 1.0
         v = a[:1]

@@ -330,6 +330,8 @@ def test_error_messages():
         da.hessian(lambda p: (p[0], p[1]), (1.0, 2.0))
     with pytest.raises(ValueError, match="engine='numba' takes one array x"):
         da.jacobian(lambda p: p[0], (1.0, 2.0), engine="numba")
+    with pytest.raises(ValueError, match=r"derivative needs a scalar x; got a container"):
+        da.derivative(lambda p: p["a"], {"a": 1.0})
     calls = []
 
     def changing(x):

@@ -113,12 +113,11 @@ def _point(x: Any) -> tuple[Any, _Packing | None]:
 class _Output:
     """What a call of the wrapped function saw: the output's structure and the aux value."""
 
-    __slots__ = ("packing", "aux", "calls")
+    __slots__ = ("packing", "aux")
 
     def __init__(self) -> None:
         self.packing: _Packing | None = None
         self.aux: Any = None
-        self.calls = 0
 
 
 def _aux_value(aux: Any, z: Any) -> Any:
@@ -170,7 +169,6 @@ def _wrap(
                 "on the directions"
             )
         out.packing = _Packing(treedef, shapes)
-        out.calls += 1
         return y if treedef is LEAF else _pack(leaves)
 
     g.__name__ = getattr(fun, "__name__", "f")
@@ -395,7 +393,12 @@ def derivative(f: Callable[..., Any], x: Any, **options: Any) -> Any:
     >>> float(da.derivative(np.sin, 0.0))
     1.0
     """
-    if _plain(f, x, False, options) or not is_leaf(x):
+    if not is_leaf(x):
+        raise ValueError(
+            f"derivative needs a scalar x; got a container of structure {flatten(x)[1]!r}. "
+            "Use da.jacobian (or da.gradient) for containers."
+        )
+    if _plain(f, x, False, options):
         return transforms.derivative(f, x, **options)
     if np.ndim(primal(x)) != 0:
         return transforms.derivative(f, x, **options)  # its error names the shape

@@ -193,6 +193,7 @@ def _jvp_forward(custom: custom_jvp, leaves: list[Any], treedef: Any, tag: int) 
                     f"the JVP rule of {_name(custom.fun)} computed its output from the tangents; "
                     "the output must depend on the primals only"
                 )
+            _check_closure(custom, y, tag, "JVP rule")
             if not isinstance(y, Carrier):
                 y = transforms._as_input(y)
             shape = np.shape(primal(y))
@@ -212,8 +213,19 @@ def _jvp_forward(custom: custom_jvp, leaves: list[Any], treedef: Any, tag: int) 
                 )
             if partials is None:
                 partials = np.zeros(shape + (k,), dtype=np.result_type(primal(y), np.float32))
+            _check_closure(custom, partials, tag, "JVP rule")
             results.append(Dual._make(tag, y, partials))
     return unflatten(out_def, results)
+
+
+def _check_closure(custom: Any, a: Any, tag: int, what: str) -> None:
+    """Refuse a rule's result that carries the derivative being taken (or a later one)."""
+    if a.__class__ is Dual and a.tag >= tag:
+        raise DualError(
+            f"the {what} of {_name(custom.fun)} used a value that carries the derivative being "
+            "taken (a variable it closes over, not one of its arguments); pass that value as an "
+            "argument of the custom function"
+        )
 
 
 def _jvp_reverse(custom: custom_jvp, leaves: list[Any], treedef: Any, tape: Any) -> Any:
@@ -396,7 +408,10 @@ def _vjp_forward(custom: custom_vjp, leaves: list[Any], treedef: Any, tag: int, 
     for y in out_leaves:
         shape = np.shape(primal(y))
         size = math.prod(shape)
-        results.append(Dual._make(tag, y, flat[offset : offset + size].reshape(shape + (k,))))
+        _check_closure(custom, y, tag, "fwd rule")
+        block = flat[offset : offset + size].reshape(shape + (k,))
+        _check_closure(custom, block, tag, "bwd rule")
+        results.append(Dual._make(tag, y, block))
         offset += size
     return unflatten(out_def, results)
 
