@@ -329,8 +329,12 @@ def test_error_messages():
         pullback({"a": np.ones(3)})
     with pytest.raises(ValueError, match="gradient needs f to return a scalar; it returned a "):
         da.gradient(lambda p: (p[0], p[1]), (1.0, 2.0))
-    with pytest.raises(ValueError, match="needs f to return a scalar"):
+    with pytest.raises(ValueError, match="hessian needs f to return a scalar; it returned a"):
         da.hessian(lambda p: (p[0], p[1]), (1.0, 2.0))
+    with pytest.raises(ValueError, match="hessian needs f to return a scalar; it returned a"):
+        da.hessian(lambda a: (a, a), 1.0)
+    with pytest.raises(ValueError, match="hvp needs f to return a scalar; it returned a"):
+        da.hvp(lambda p: (p[0], p[1]), (1.0, 2.0), (1.0, 0.0))
     with pytest.raises(ValueError, match="engine='numba' takes one array x"):
         da.jacobian(lambda p: p[0], (1.0, 2.0), engine="numba")
     with pytest.raises(ValueError, match=r"derivative needs a scalar x; got a container"):

@@ -332,7 +332,11 @@ def _scalar_output(out: _Output, who: str) -> None:
         raise ValueError(
             f"{who} needs f to return a scalar; it returned a container of structure "
             f"{out.packing.treedef!r}. Use da.jacobian for several outputs"
-            + (", or has_aux=True when the other items are auxiliary data." if who else ".")
+            + (
+                ", or has_aux=True when the other items are auxiliary data."
+                if who == "gradient"
+                else "."
+            )
         )
 
 
@@ -480,33 +484,38 @@ def vjp(f: Callable[..., Any], x: Any, **options: Any) -> tuple[Any, Callable[[A
     return _value_tree(value, out), pullback
 
 
-def hessian(f: Callable[..., Any], x: Any, **options: Any) -> Any:
-    """Hessian of a scalar-valued ``f``: shape ``x.shape + x.shape``, or x's structure of x's
-    structure for a container ``x``.  Options as for :func:`dualad.transforms.hessian`."""
-    point, inp = _point(x)
-    if inp is None:
-        return transforms.hessian(f, x, **options)
+def _scalar_function(f: Any, inp: _Packing | None, who: str) -> Callable[..., Any]:
+    """``f`` packed as for :func:`_wrap`, refusing a container output (``who`` needs a scalar)."""
     out = _Output()
-    g = _wrap(f, inp, out, False, "hessian")
+    g = _wrap(f, inp, out, False, who)
 
     def scalar_g(z: Any, *args: Any) -> Any:
         y = g(z, *args)
-        _scalar_output(out, "")
+        _scalar_output(out, who)
         return y
 
-    return _tree_of_trees(transforms.hessian(scalar_g, point, **options), inp)
+    scalar_g.__name__ = g.__name__
+    return scalar_g
+
+
+def hessian(f: Callable[..., Any], x: Any, **options: Any) -> Any:
+    """Hessian of a scalar-valued ``f``: shape ``x.shape + x.shape``, or x's structure of x's
+    structure for a container ``x``.  Options as for :func:`dualad.transforms.hessian`."""
+    if _plain(f, x, False, options):
+        return transforms.hessian(f, x, **options)
+    point, inp = _point(x)
+    h = transforms.hessian(_scalar_function(f, inp, "hessian"), point, **options)
+    return h if inp is None else _tree_of_trees(h, inp)
 
 
 def hvp(f: Callable[..., Any], x: Any, v: Any, **options: Any) -> Any:
     """Hessian-vector product ``H(x) v`` of a scalar-valued ``f``, with x's structure."""
-    point, inp = _point(x)
-    if inp is None:
+    if _plain(f, x, False, options):
         return transforms.hvp(f, x, v, **options)
+    point, inp = _point(x)
     directions = _directions(v, inp, "hvp")
-    out = _Output()
-    g = _wrap(f, inp, out, False, "hvp")
-    h = transforms.hvp(g, point, directions, **options)
-    return inp.tree(_arr(h), np.shape(h)[1:])
+    h = transforms.hvp(_scalar_function(f, inp, "hvp"), point, directions, **options)
+    return h if inp is None else inp.tree(_arr(h), np.shape(h)[1:])
 
 
 # --- function transforms: argnums ----------------------------------------------------------------
