@@ -335,6 +335,8 @@ def test_error_messages():
         da.hessian(lambda a: (a, a), 1.0)
     with pytest.raises(ValueError, match="hvp needs f to return a scalar; it returned a"):
         da.hvp(lambda p: (p[0], p[1]), (1.0, 2.0), (1.0, 0.0))
+    with pytest.raises(ValueError, match="first argument only; got argnums=1"):
+        da.grad(lambda a, b: a * b, argnums=1, engine="numba")
     with pytest.raises(ValueError, match="engine='numba' takes one array x"):
         da.jacobian(lambda p: p[0], (1.0, 2.0), engine="numba")
     with pytest.raises(ValueError, match=r"derivative needs a scalar x; got a container"):

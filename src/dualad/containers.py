@@ -182,16 +182,14 @@ def _describe(y: Any) -> str:
 
 
 def _plain(f: Any, x: Any, has_aux: bool, options: dict[str, Any]) -> bool:
-    """True when the array transform can take ``f`` as it is: a Numba function at an array.
-
-    (``engine="numpy"`` runs its Python source here, and that may return a container.)
-    """
-    return (
-        not has_aux
-        and options.get("engine") != "numpy"
-        and transforms._is_numba_function(f)
-        and is_leaf(x)
-    )
+    """True when the array transform takes ``f`` itself: one array x, and the compiled engine
+    asked for (``engine="numba"``) or a Numba function (unless ``engine="numpy"``, which runs its
+    Python source here, where it may return a container)."""
+    engine = options.get("engine", "auto")
+    if engine == "numba":
+        _check_engine(options, "engine='numba'", f)
+        return not has_aux and is_leaf(x)
+    return not has_aux and engine != "numpy" and is_leaf(x) and transforms._is_numba_function(f)
 
 
 def _check_engine(options: dict[str, Any], who: str, f: Any = None) -> None:
@@ -521,8 +519,13 @@ def hvp(f: Callable[..., Any], x: Any, v: Any, **options: Any) -> Any:
 # --- function transforms: argnums ----------------------------------------------------------------
 
 
-def _check_argnums(argnums: Any) -> int | tuple[int, ...]:
+def _check_argnums(argnums: Any, engine: str = "auto") -> int | tuple[int, ...]:
     """``argnums`` as an int or a tuple of distinct ints, or a TypeError/ValueError."""
+    if engine == "numba" and argnums != 0:
+        raise ValueError(
+            f"engine='numba' differentiates with respect to the first argument only; got "
+            f"argnums={argnums!r}: pass engine='auto' (the NumPy engine runs f's source)"
+        )
     if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
         if argnums < 0:
             raise ValueError(f"argnums must be non-negative; got {argnums}")
@@ -590,7 +593,7 @@ def jacfwd(
     are passed through.  ``has_aux=True``: ``f`` returns ``(output, aux)``, ``jac`` returns
     ``(jacobian, aux)``.
     """
-    argnums = _check_argnums(argnums)
+    argnums = _check_argnums(argnums, engine)
 
     def jac(*call_args: Any) -> Any:
         x, h, rest = _split_args(f, argnums, call_args, "jacfwd")
@@ -638,7 +641,7 @@ def grad(
     ``argnums`` and ``has_aux`` as for :func:`jacfwd`; ``g(*args)`` returns the gradient with
     respect to the chosen argument(s) (``(gradient, aux)`` with ``has_aux=True``).
     """
-    argnums = _check_argnums(argnums)
+    argnums = _check_argnums(argnums, engine)
 
     def g(*call_args: Any) -> Any:
         x, h, rest = _split_args(f, argnums, call_args, "grad")
@@ -662,7 +665,7 @@ def value_and_grad(
 
     Returns ``(value, gradient)``, or ``((value, aux), gradient)`` with ``has_aux=True``.
     """
-    argnums = _check_argnums(argnums)
+    argnums = _check_argnums(argnums, engine)
 
     def vg(*call_args: Any) -> Any:
         x, h, rest = _split_args(f, argnums, call_args, "value_and_grad")
