@@ -203,7 +203,8 @@ def _check_engine(options: dict[str, Any], who: str, f: Any = None) -> None:
     if f is None:
         raise ValueError(
             f"{who}: engine='numba' takes one array x and a function returning one array; "
-            "containers and has_aux=True run on the NumPy engine: pass engine='auto' or 'numpy'"
+            "containers (a tuple is one, even of numbers: pass a list or an array for one array "
+            "point) and has_aux=True run on the NumPy engine: pass engine='auto' or 'numpy'"
         )
 
 
