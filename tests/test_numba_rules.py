@@ -445,7 +445,9 @@ def _values_only(x, c):
 def test_comparisons_floor_round_sign_act_on_values(point):
     """The value of every such function as on floats, and a zero derivative."""
     a, b = point
-    value, jac = da.value_and_jacobian(_values_only, point, args=(2,), engine="numba", chunk_size=K)
+    value, jac = da.value_and_jacobian(
+        _values_only, list(point), args=(2,), engine="numba", chunk_size=K
+    )  # a list of numbers is one array point; a tuple would be a container
     np.testing.assert_array_equal(value, _values_only.py_func(np.array(point), 2))
     expected = np.zeros((23, 2))
     expected[19] = [0.0, math.floor(a)]

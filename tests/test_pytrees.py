@@ -5,6 +5,9 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 import dualad as da
 from dualad.pytrees import flatten, unflatten
@@ -326,10 +329,18 @@ def test_error_messages():
         pullback({"a": np.ones(3)})
     with pytest.raises(ValueError, match="gradient needs f to return a scalar; it returned a "):
         da.gradient(lambda p: (p[0], p[1]), (1.0, 2.0))
-    with pytest.raises(ValueError, match="needs f to return a scalar"):
+    with pytest.raises(ValueError, match="hessian needs f to return a scalar; it returned a"):
         da.hessian(lambda p: (p[0], p[1]), (1.0, 2.0))
+    with pytest.raises(ValueError, match="hessian needs f to return a scalar; it returned a"):
+        da.hessian(lambda a: (a, a), 1.0)
+    with pytest.raises(ValueError, match="hvp needs f to return a scalar; it returned a"):
+        da.hvp(lambda p: (p[0], p[1]), (1.0, 2.0), (1.0, 0.0))
+    with pytest.raises(ValueError, match="first argument only; got argnums=1"):
+        da.grad(lambda a, b: a * b, argnums=1, engine="numba")
     with pytest.raises(ValueError, match="engine='numba' takes one array x"):
         da.jacobian(lambda p: p[0], (1.0, 2.0), engine="numba")
+    with pytest.raises(ValueError, match=r"derivative needs a scalar x; got a container"):
+        da.derivative(lambda p: p["a"], {"a": 1.0})
     calls = []
 
     def changing(x):
@@ -338,3 +349,58 @@ def test_error_messages():
 
     with pytest.raises(ValueError, match="outputs of different structures on two calls"):
         da.jacobian(changing, np.arange(4.0), chunk_size=2, mode="forward")
+
+
+# --- random structures (hypothesis) ---------------------------------------------------------------
+
+_SHAPES = st.sampled_from([(), (2,), (2, 3)])
+_LEAF = _SHAPES.map(lambda s: ("leaf", s))
+_TREES = st.recursive(
+    _LEAF,
+    lambda kids: st.one_of(
+        st.lists(kids, min_size=1, max_size=3).map(lambda k: ("tuple", k)),
+        st.lists(kids, min_size=1, max_size=3).map(lambda k: ("list", k)),
+        st.dictionaries(st.sampled_from("abc"), kids, min_size=1).map(lambda d: ("dict", d)),
+    ),
+    max_leaves=5,
+)
+
+
+def _build(spec, rng):
+    kind, body = spec
+    if kind == "leaf":
+        return rng.normal(size=body) if body else float(rng.normal())
+    if kind == "tuple":
+        return tuple(_build(s, rng) for s in body)
+    if kind == "list":
+        return [np.atleast_1d(_build(s, rng)) if s[0] == "leaf" else _build(s, rng) for s in body]
+    return {k: _build(s, rng) for k, s in body.items()}
+
+
+@hsettings(max_examples=15, deadline=None)
+@given(_TREES, st.sampled_from(MODES))
+def test_random_structures_against_the_analytic_jacobian(spec, mode):
+    x = _build(spec, np.random.default_rng(1))
+    leaves, treedef = flatten(x)
+
+    def f(tree):  # leaf_i -> sin(leaf_i) * S, S = the sum of every entry of every leaf
+        ls, td = flatten(tree)
+        total = sum(np.sum(leaf) for leaf in ls)
+        return unflatten(td, [np.sin(leaf) * total for leaf in ls])
+
+    total = sum(np.sum(leaf) for leaf in leaves)
+    jac = da.jacobian(f, x, mode=mode)
+    # the output's structure holding x's structure in each output leaf
+    out_blocks, jac_def = flatten(jac)
+    assert jac_def == flatten(unflatten(treedef, [x] * len(leaves)))[1]
+    n = len(leaves)
+    assert len(out_blocks) == n * n
+    for i, a in enumerate(leaves):
+        for j, b in enumerate(leaves):
+            block = out_blocks[i * n + j]
+            sa, sb = np.shape(a), np.shape(b)
+            expected = np.multiply.outer(np.sin(a), np.ones(sb))
+            if i == j:
+                expected = expected + np.reshape(np.diag(np.ravel(np.cos(a) * total)), sa + sb)
+            assert np.shape(block) == sa + sb
+            np.testing.assert_allclose(block, expected, rtol=1e-12, atol=1e-12)

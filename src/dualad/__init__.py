@@ -6,6 +6,7 @@ array([2.58385316, 2.        ])
 """
 
 from . import reverse, rules
+from .batching import vmap
 from .containers import (
     derivative,
     grad,
@@ -21,6 +22,7 @@ from .containers import (
     value_and_jacobian,
     vjp,
 )
+from .custom import custom_jvp, custom_vjp
 from .dual import Carrier, Dual, DualError, ReverseModeUnsupported, primal, tangent
 from .rules import NONDIFF, register_rule
 from .sparse import SparseJacobian, jacobian_sparsity, sparse_jacobian
@@ -48,6 +50,8 @@ __all__ = [
     "Dual",
     "DualError",
     "NONDIFF",
+    "custom_jvp",
+    "custom_vjp",
     "derivative",
     "gradient",
     "grad",
@@ -69,4 +73,5 @@ __all__ = [
     "value_and_gradient",
     "value_and_jacobian",
     "vjp",
+    "vmap",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import reverse, transforms
-from .dual import Carrier, Dual, primal
+from .dual import Carrier, Dual, DualError, primal
 from .pytrees import LEAF, TreeDef, flatten, is_leaf, unflatten
 
 __all__ = [
@@ -113,12 +113,11 @@ def _point(x: Any) -> tuple[Any, _Packing | None]:
 class _Output:
     """What a call of the wrapped function saw: the output's structure and the aux value."""
 
-    __slots__ = ("packing", "aux", "calls")
+    __slots__ = ("packing", "aux")
 
     def __init__(self) -> None:
         self.packing: _Packing | None = None
         self.aux: Any = None
-        self.calls = 0
 
 
 def _aux_value(aux: Any, z: Any) -> Any:
@@ -170,7 +169,6 @@ def _wrap(
                 "on the directions"
             )
         out.packing = _Packing(treedef, shapes)
-        out.calls += 1
         return y if treedef is LEAF else _pack(leaves)
 
     g.__name__ = getattr(fun, "__name__", "f")
@@ -184,23 +182,29 @@ def _describe(y: Any) -> str:
 
 
 def _plain(f: Any, x: Any, has_aux: bool, options: dict[str, Any]) -> bool:
-    """True when the array transform can take ``f`` as it is: a Numba function at an array.
-
-    (``engine="numpy"`` runs its Python source here, and that may return a container.)
-    """
-    return (
-        not has_aux
-        and options.get("engine") != "numpy"
-        and transforms._is_numba_function(f)
-        and is_leaf(x)
-    )
+    """True when the array transform takes ``f`` itself: one array x, and the compiled engine
+    asked for (``engine="numba"``) or a Numba function (unless ``engine="numpy"``, which runs its
+    Python source here, where it may return a container)."""
+    engine = options.get("engine", "auto")
+    if engine == "numba":
+        _check_engine(options, "engine='numba'", f)
+        return not has_aux and is_leaf(x)
+    return not has_aux and engine != "numpy" and is_leaf(x) and transforms._is_numba_function(f)
 
 
-def _check_engine(options: dict[str, Any], who: str) -> None:
-    if options.get("engine") == "numba":
+def _check_engine(options: dict[str, Any], who: str, f: Any = None) -> None:
+    if options.get("engine") != "numba":
+        return
+    if getattr(f, "_dualad_custom", False):
+        raise DualError(
+            f"{who}: {getattr(f, '__name__', f)} has a custom derivative rule (da.custom_jvp or "
+            "da.custom_vjp), which the compiled engine cannot use: pass engine='auto' or 'numpy'"
+        )
+    if f is None:
         raise ValueError(
             f"{who}: engine='numba' takes one array x and a function returning one array; "
-            "containers and has_aux=True run on the NumPy engine: pass engine='auto' or 'numpy'"
+            "containers (a tuple is one, even of numbers: pass a list or an array for one array "
+            "point) and has_aux=True run on the NumPy engine: pass engine='auto' or 'numpy'"
         )
 
 
@@ -277,6 +281,7 @@ def _value_and_jacobian(
     f: Any, x: Any, has_aux: bool, options: dict[str, Any], who: str
 ) -> tuple[Any, Any, _Output, _Packing | None]:
     point, inp = _point(x)
+    _check_engine(options, who, f)
     if inp is not None or has_aux:
         _check_engine(options, who)
     out = _Output()
@@ -326,7 +331,11 @@ def _scalar_output(out: _Output, who: str) -> None:
         raise ValueError(
             f"{who} needs f to return a scalar; it returned a container of structure "
             f"{out.packing.treedef!r}. Use da.jacobian for several outputs"
-            + (", or has_aux=True when the other items are auxiliary data." if who else ".")
+            + (
+                ", or has_aux=True when the other items are auxiliary data."
+                if who == "gradient"
+                else "."
+            )
         )
 
 
@@ -342,6 +351,7 @@ def value_and_gradient(
     if _plain(f, x, has_aux, options):
         return transforms.value_and_gradient(f, x, **options)
     point, inp = _point(x)
+    _check_engine(options, "value_and_gradient", f)
     if inp is not None or has_aux:
         _check_engine(options, "value_and_gradient")
     out = _Output()
@@ -386,7 +396,12 @@ def derivative(f: Callable[..., Any], x: Any, **options: Any) -> Any:
     >>> float(da.derivative(np.sin, 0.0))
     1.0
     """
-    if _plain(f, x, False, options) or not is_leaf(x):
+    if not is_leaf(x):
+        raise ValueError(
+            f"derivative needs a scalar x; got a container of structure {flatten(x)[1]!r}. "
+            "Use da.jacobian (or da.gradient) for containers."
+        )
+    if _plain(f, x, False, options):
         return transforms.derivative(f, x, **options)
     if np.ndim(primal(x)) != 0:
         return transforms.derivative(f, x, **options)  # its error names the shape
@@ -432,6 +447,7 @@ def jvp(f: Callable[..., Any], x: Any, v: Any, **options: Any) -> tuple[Any, Any
     if _plain(f, x, False, options):
         return transforms.jvp(f, x, v, **options)
     point, inp = _point(x)
+    _check_engine(options, "jvp", f)
     if inp is not None:
         _check_engine(options, "jvp")
     directions = _directions(v, inp, "jvp")
@@ -467,40 +483,50 @@ def vjp(f: Callable[..., Any], x: Any, **options: Any) -> tuple[Any, Callable[[A
     return _value_tree(value, out), pullback
 
 
-def hessian(f: Callable[..., Any], x: Any, **options: Any) -> Any:
-    """Hessian of a scalar-valued ``f``: shape ``x.shape + x.shape``, or x's structure of x's
-    structure for a container ``x``.  Options as for :func:`dualad.transforms.hessian`."""
-    point, inp = _point(x)
-    if inp is None:
-        return transforms.hessian(f, x, **options)
+def _scalar_function(f: Any, inp: _Packing | None, who: str) -> Callable[..., Any]:
+    """``f`` packed as for :func:`_wrap`, refusing a container output (``who`` needs a scalar)."""
     out = _Output()
-    g = _wrap(f, inp, out, False, "hessian")
+    g = _wrap(f, inp, out, False, who)
 
     def scalar_g(z: Any, *args: Any) -> Any:
         y = g(z, *args)
-        _scalar_output(out, "")
+        _scalar_output(out, who)
         return y
 
-    return _tree_of_trees(transforms.hessian(scalar_g, point, **options), inp)
+    scalar_g.__name__ = g.__name__
+    return scalar_g
+
+
+def hessian(f: Callable[..., Any], x: Any, **options: Any) -> Any:
+    """Hessian of a scalar-valued ``f``: shape ``x.shape + x.shape``, or x's structure of x's
+    structure for a container ``x``.  Options as for :func:`dualad.transforms.hessian`."""
+    if _plain(f, x, False, options):
+        return transforms.hessian(f, x, **options)
+    point, inp = _point(x)
+    h = transforms.hessian(_scalar_function(f, inp, "hessian"), point, **options)
+    return h if inp is None else _tree_of_trees(h, inp)
 
 
 def hvp(f: Callable[..., Any], x: Any, v: Any, **options: Any) -> Any:
     """Hessian-vector product ``H(x) v`` of a scalar-valued ``f``, with x's structure."""
-    point, inp = _point(x)
-    if inp is None:
+    if _plain(f, x, False, options):
         return transforms.hvp(f, x, v, **options)
+    point, inp = _point(x)
     directions = _directions(v, inp, "hvp")
-    out = _Output()
-    g = _wrap(f, inp, out, False, "hvp")
-    h = transforms.hvp(g, point, directions, **options)
-    return inp.tree(_arr(h), np.shape(h)[1:])
+    h = transforms.hvp(_scalar_function(f, inp, "hvp"), point, directions, **options)
+    return h if inp is None else inp.tree(_arr(h), np.shape(h)[1:])
 
 
 # --- function transforms: argnums ----------------------------------------------------------------
 
 
-def _check_argnums(argnums: Any) -> int | tuple[int, ...]:
+def _check_argnums(argnums: Any, engine: str = "auto") -> int | tuple[int, ...]:
     """``argnums`` as an int or a tuple of distinct ints, or a TypeError/ValueError."""
+    if engine == "numba" and argnums != 0:
+        raise ValueError(
+            f"engine='numba' differentiates with respect to the first argument only; got "
+            f"argnums={argnums!r}: pass engine='auto' (the NumPy engine runs f's source)"
+        )
     if isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool):
         if argnums < 0:
             raise ValueError(f"argnums must be non-negative; got {argnums}")
@@ -568,7 +594,7 @@ def jacfwd(
     are passed through.  ``has_aux=True``: ``f`` returns ``(output, aux)``, ``jac`` returns
     ``(jacobian, aux)``.
     """
-    argnums = _check_argnums(argnums)
+    argnums = _check_argnums(argnums, engine)
 
     def jac(*call_args: Any) -> Any:
         x, h, rest = _split_args(f, argnums, call_args, "jacfwd")
@@ -616,7 +642,7 @@ def grad(
     ``argnums`` and ``has_aux`` as for :func:`jacfwd`; ``g(*args)`` returns the gradient with
     respect to the chosen argument(s) (``(gradient, aux)`` with ``has_aux=True``).
     """
-    argnums = _check_argnums(argnums)
+    argnums = _check_argnums(argnums, engine)
 
     def g(*call_args: Any) -> Any:
         x, h, rest = _split_args(f, argnums, call_args, "grad")
@@ -640,7 +666,7 @@ def value_and_grad(
 
     Returns ``(value, gradient)``, or ``((value, aux), gradient)`` with ``has_aux=True``.
     """
-    argnums = _check_argnums(argnums)
+    argnums = _check_argnums(argnums, engine)
 
     def vg(*call_args: Any) -> Any:
         x, h, rest = _split_args(f, argnums, call_args, "value_and_grad")
