@@ -731,8 +731,7 @@ def _einsum_letters(subscripts: str, shapes: list[tuple[int, ...]]) -> tuple[lis
 @_implements(np.einsum)
 def _einsum(subscripts: Any, *operands: Any, optimize: Any = False, **kw: Any) -> Any:
     """Output element e depends on every element of each traced operand that its sum visits."""
-    if not isinstance(subscripts, str):
-        raise SparsityError("jacobian_sparsity: np.einsum needs the subscripts as a string")
+    subscripts, operands = _structural.einsum_subscripts(subscripts, operands)
     trace = _trace_of(operands)
     value = np.einsum(subscripts, *[primal(o) for o in operands])
     specs, output = _einsum_letters(subscripts, [np.shape(o) for o in operands])
@@ -832,6 +831,9 @@ _GLOBAL_COMPOSITES = {
     np.trace, np.polyval, np.cross, np.mean, np.var, np.std, np.prod, np.clip, np.diff,
     np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.linalg.norm,
     getattr(np, "vecdot", np.dot),
+    np.atleast_3d, np.tile, np.rot90, np.rollaxis, np.pad, np.tril, np.triu, np.kron,
+    np.column_stack, np.dstack, np.append, np.vsplit, np.hsplit, np.dsplit, np.linspace,
+    np.gradient,
 }  # fmt: skip
 
 
