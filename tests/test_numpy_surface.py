@@ -418,3 +418,51 @@ def test_list_of_duals_error_names_stack_and_like(build):
         da.jacobian(lambda x: np.stack([x[1], x[0]]) + np.array([x[0], 1.0], like=x), np.ones(2)),
         [[1.0, 1.0], [1.0, 0.0]],
     )
+
+
+# --- sparsity patterns of the added functions ----------------------------------------------------
+
+PATTERNS = {
+    "eigh": lambda x: np.linalg.eigh(x.reshape(3, 3))[1],
+    "eig": lambda x: np.linalg.eig(x.reshape(3, 3) @ x.reshape(3, 3).T)[0],
+    "svd": lambda x: np.linalg.svd(x.reshape(3, 3))[2],
+    "pinv": lambda x: np.linalg.pinv(x.reshape(3, 3)),
+    "qr": lambda x: np.linalg.qr(x.reshape(3, 3)).Q,
+    "matrix_power": lambda x: np.linalg.matrix_power(x.reshape(3, 3), 3),
+    "tile_pad_kron": lambda x: np.kron(np.pad(np.tile(x[:3], 2), 1, mode="wrap"), x[3:5]),
+    "tril_rot90": lambda x: np.rot90(np.tril(x.reshape(3, 3))),
+    "cross_2d": lambda x: np.cross(x[:2], x[2:5]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_sparsity_pattern_covers_the_jacobian(name):
+    f = PATTERNS[name]
+    x = rand(9) + 3.0 * np.eye(3).ravel()
+    pattern = da.jacobian_sparsity(f, x).toarray()
+    jac = np.reshape(da.jacobian(f, x), (pattern.shape[0], -1))
+    assert not np.any((jac != 0) & ~pattern)
+    if name in ("tile_pad_kron", "tril_rot90", "cross_2d"):  # entry by entry: exact
+        np.testing.assert_array_equal(pattern, jac != 0)
+
+
+SECOND_ORDER = {
+    "svd": lambda a: np.sum(np.linalg.svd(a, compute_uv=False) ** 3),
+    "svd_vectors": lambda a: np.sum(np.linalg.svd(a, full_matrices=False)[0][:, 0] ** 4),
+    "pinv": lambda a: np.sum(np.linalg.pinv(a) ** 2),
+    "qr": lambda a: np.sum(np.linalg.qr(a)[1] ** 3),
+    "eig": lambda a: np.sum(np.linalg.eigvals(a @ a.T) ** 2),
+    "nuc_kron_tile": lambda a: np.linalg.norm(np.kron(np.tile(a[0], 2), a[1:3]), "nuc"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
+def test_second_derivatives_forward_and_reverse_over_forward(name):
+    f = SECOND_ORDER[name]
+    a = TALL + np.eye(4, 3)
+    hess = da.hessian(f, a)
+    ref = fd_jacobian(lambda z: da.gradient(f, z, mode="forward"), a)
+    np.testing.assert_allclose(hess, ref, rtol=1e-5, atol=1e-6)
+    outer = da.jacobian(lambda z: da.gradient(f, z, mode="forward"), a, mode="reverse")
+    np.testing.assert_allclose(outer, hess, rtol=1e-9, atol=1e-9)

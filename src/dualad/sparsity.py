@@ -770,13 +770,37 @@ def _dense(func: Any) -> Callable[..., Any]:
                 _value_only(lambda s: s, (sign,), {}) if not trace.local else sign,
                 Deps._make(trace, logabs, _all_of(everything, int(np.size(logabs)))),
             )
+        if isinstance(value, tuple):  # a decomposition: each of its parts depends on all
+            return type(value)(
+                *(Deps._make(trace, v, _all_of(everything, int(np.size(v)))) for v in value)
+            )
         return Deps._make(trace, value, _all_of(everything, int(np.size(value))))
 
     return impl
 
 
-for _f in (np.linalg.solve, np.linalg.inv, np.linalg.det, np.linalg.slogdet, np.linalg.cholesky):
+def _real_eig(a: Any) -> Any:
+    return _structural.EigResult(*_structural.real_eig(a))
+
+
+def _checked_svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, **kw: Any) -> Any:
+    _structural.svd_check(np.shape(a), full_matrices and compute_uv, kw.get("hermitian", False))
+    return np.linalg.svd(a, full_matrices, compute_uv, **kw)
+
+
+def _checked_qr(a: Any, mode: str = "reduced") -> Any:
+    _structural.qr_check(np.shape(a), mode)
+    return np.linalg.qr(a, mode)
+
+
+for _f in (
+    np.linalg.solve, np.linalg.inv, np.linalg.det, np.linalg.slogdet, np.linalg.cholesky,
+    np.linalg.eigh, np.linalg.pinv,
+):  # fmt: skip
     _FUNCTIONS[_f] = _dense(_f)
+_FUNCTIONS[np.linalg.eig] = _dense(_real_eig)
+_FUNCTIONS[np.linalg.svd] = _dense(_checked_svd)
+_FUNCTIONS[np.linalg.qr] = _dense(_checked_qr)
 
 
 # --- creation: arrays that will hold traced values ----------------------------------------------
@@ -833,7 +857,7 @@ _GLOBAL_COMPOSITES = {
     getattr(np, "vecdot", np.dot),
     np.atleast_3d, np.tile, np.rot90, np.rollaxis, np.pad, np.tril, np.triu, np.kron,
     np.column_stack, np.dstack, np.append, np.vsplit, np.hsplit, np.dsplit, np.linspace,
-    np.gradient,
+    np.gradient, np.linalg.eigvalsh, np.linalg.eigvals, np.linalg.matrix_power,
 }  # fmt: skip
 
 
