@@ -226,6 +226,8 @@ def test_pad_refuses_statistic_modes_and_dual_fill():
     x = rand(3)
     with pytest.raises(DualError, match=r"np.pad\(mode='mean'\) is not supported.*'edge'"):
         da.jacobian(lambda x: np.pad(x, 1, mode="mean"), x)
+    with pytest.raises(DualError, match="reflect_type='even' only"):
+        da.jacobian(lambda x: np.pad(x, 1, mode="symmetric", reflect_type="odd"), x)
     with pytest.raises(DualError, match="constant_values as plain numbers"):
         da.jacobian(lambda x: np.pad(x[1:], 1, constant_values=x[0]), x)
 
@@ -313,6 +315,15 @@ LINALG = {
     "norm_inf": (lambda a: np.linalg.norm(a, np.inf), TALL),
     "norm_nuc_axes": (
         lambda a: np.linalg.norm(a.reshape(2, 2, 3), "nuc", axis=(2, 0), keepdims=True),
+        TALL,
+    ),
+    "batched_svd": (
+        lambda a: np.linalg.svd(a.reshape(2, 2, 3), full_matrices=False)[2] ** 2,
+        TALL,
+    ),
+    "batched_eigh": (lambda a: np.linalg.eigh(a[:2, :2] * a[2:, 1:] + 1.0)[0], TALL),
+    "batched_pinv_qr": (
+        lambda a: np.linalg.pinv(a.reshape(2, 3, 2)) + np.linalg.qr(a.reshape(2, 3, 2))[0].mT,
         TALL,
     ),
     "norm_-inf_axes": (lambda a: np.linalg.norm(a.reshape(2, 2, 3), -np.inf, axis=(2, 1)), TALL),

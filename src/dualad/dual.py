@@ -139,6 +139,11 @@ class Carrier:
     def T(self) -> Any:
         return np.transpose(self)
 
+    @property
+    def mT(self) -> Any:
+        """The matrix transpose of a stack of matrices (the last two axes), as ndarray.mT."""
+        return np.swapaxes(self, -1, -2)
+
     def __len__(self) -> int:
         return len(self._value)
 

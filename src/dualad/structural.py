@@ -292,6 +292,8 @@ def _pad(array: Any, pad_width: Any, mode: Any = "constant", **kw: Any) -> Any:
         raise DualError(
             f"np.pad(mode={mode!r}) is not supported on Duals; supported modes are {_PAD_MODES}"
         )
+    if kw.get("reflect_type", "even") != "even":  # odd reflection is 2 * edge - x: not a copy
+        raise DualError("np.pad on Duals supports reflect_type='even' only")
     if mode != "constant":
         return _gather(array, np.pad, pad_width, mode, **kw)
     fill = kw.get("constant_values", 0)
