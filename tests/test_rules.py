@@ -298,6 +298,8 @@ DOMAINS: dict[Any, Domain] = {
     np.arctanh: Domain(UNIT, MP.atanh, lambda x: 1 / (1 - x * x)),
     np.deg2rad: Domain(REALS, lambda x: x * MP.pi / 180, _ddeg),
     np.rad2deg: Domain(REALS, lambda x: x * 180 / MP.pi, _drad),
+    np.radians: Domain(REALS, lambda x: x * MP.pi / 180, _ddeg),
+    np.degrees: Domain(REALS, lambda x: x * 180 / MP.pi, _drad),
     np.sinc: Domain(
         pm(1e-300, 1e-8, 1e-3, 0.0099, 0.0101, 0.1, 0.3, 0.5, 1.0, 1.5, 2.7, 10.25, 123.3)
         + [12345.67, 1e5 + 0.3],

@@ -172,6 +172,11 @@ class Carrier:
     def T(self) -> Any:
         return np.transpose(self)
 
+    @property
+    def mT(self) -> Any:
+        """The matrix transpose of a stack of matrices (the last two axes), as ndarray.mT."""
+        return np.swapaxes(self, -1, -2)
+
     def __len__(self) -> int:
         return len(self._value)
 
@@ -804,6 +809,15 @@ def _assign(container: Any, index: Any, item: Any) -> Any:
     """``container[index] = item``, lifting a plain container to a Dual when the item is one."""
     if not isinstance(container, (Dual, np.ndarray)):
         container = np.array(container)  # a NumPy scalar left by integer indexing
+    if (
+        isinstance(item, Carrier)
+        and not isinstance(item, Dual)
+        and not isinstance(container, Carrier)
+    ):  # a reverse-mode value inside a Dual (reverse over forward): the container is traced too
+        lifted = item._zeros(container.shape, np.result_type(container.dtype, item.dtype))
+        lifted[...] = container
+        lifted[index] = item
+        return lifted
     if isinstance(container, Dual) or not isinstance(item, Dual):
         if not isinstance(container, Dual) and not container.flags.writeable:
             container = container.copy()

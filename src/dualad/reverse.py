@@ -477,15 +477,28 @@ def _recording(level: int) -> Iterator[Tape]:
 class Trace:
     """One recorded evaluation: the output's value and how to pull cotangents back to the input."""
 
-    __slots__ = ("tape", "value", "out_node", "in_shape", "dtype")
+    __slots__ = ("tape", "value", "out_node", "in_shape", "dtype", "in_dtype")
 
-    def __init__(self, tape: Tape, value: Any, out_node: int, in_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        tape: Tape,
+        value: Any,
+        out_node: int,
+        in_shape: tuple[int, ...],
+        in_dtype: Any = np.float64,
+    ) -> None:
         self.tape, self.value, self.out_node, self.in_shape = tape, value, out_node, in_shape
         self.dtype = np.result_type(value, np.float32)
+        self.in_dtype = np.dtype(in_dtype)
 
     def pull(self, ct: Any, consume: bool = False) -> Any:
-        """Input cotangents ``x.shape + (k,)`` for output cotangents ``value.shape + (k,)``."""
-        return pullback(self.tape, self.out_node, ct, self.in_shape, consume)
+        """Input cotangents ``x.shape + (k,)`` for output cotangents ``value.shape + (k,)``.
+
+        They have the input's dtype (a derivative with respect to float32 input is float32),
+        whatever precision the function computed in.
+        """
+        g = pullback(self.tape, self.out_node, ct, self.in_shape, consume)
+        return g if g.dtype == self.in_dtype else g.astype(self.in_dtype)
 
 
 def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: int) -> Trace:
@@ -507,11 +520,11 @@ def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: in
     if y.__class__ is Tracer:
         if y._tape is not tape:
             raise _leaked() if not y._tape.live else _two_tapes()
-        return Trace(tape, y._value, y._node, x.shape)
+        return Trace(tape, y._value, y._node, x.shape, x.dtype)
     if isinstance(y, Carrier):
         raise mixed_modes()
     value = np.asarray(y, dtype=float) if isinstance(y, list) else y
-    return Trace(tape, value, -1, x.shape)
+    return Trace(tape, value, -1, x.shape, x.dtype)
 
 
 def _one_array_output(y: Any) -> Any:

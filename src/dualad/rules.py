@@ -243,6 +243,8 @@ _add(np.arccosh, lambda x, y: 1.0 / (np.sqrt(x - 1.0) * np.sqrt(x + 1.0)))  # no
 _add(np.arctanh, lambda x, y: 1.0 / ((1.0 - x) * (1.0 + x)))
 _add(np.deg2rad, _DEG)
 _add(np.rad2deg, 1.0 / _DEG)
+_add(np.radians, _DEG)  # NumPy's other names for deg2rad and rad2deg: separate ufuncs
+_add(np.degrees, 1.0 / _DEG)
 _add(np.sinc, _sinc_partial)
 
 # --- value-only functions: zero derivative, computed on values -----------------------------------

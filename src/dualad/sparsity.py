@@ -750,8 +750,7 @@ def _einsum_letters(subscripts: str, shapes: list[tuple[int, ...]]) -> tuple[lis
 @_implements(np.einsum)
 def _einsum(subscripts: Any, *operands: Any, optimize: Any = False, **kw: Any) -> Any:
     """Output element e depends on every element of each traced operand that its sum visits."""
-    if not isinstance(subscripts, str):
-        raise SparsityError("jacobian_sparsity: np.einsum needs the subscripts as a string")
+    subscripts, operands = _structural.einsum_subscripts(subscripts, operands)
     trace = _trace_of(operands)
     value = np.einsum(subscripts, *[primal(o) for o in operands])
     specs, output = _einsum_letters(subscripts, [np.shape(o) for o in operands])
@@ -790,13 +789,37 @@ def _dense(func: Any) -> Callable[..., Any]:
                 _value_only(lambda s: s, (sign,), {}) if not trace.local else sign,
                 Deps._make(trace, logabs, _all_of(everything, int(np.size(logabs)))),
             )
+        if isinstance(value, tuple):  # a decomposition: each of its parts depends on all
+            return type(value)(
+                *(Deps._make(trace, v, _all_of(everything, int(np.size(v)))) for v in value)
+            )
         return Deps._make(trace, value, _all_of(everything, int(np.size(value))))
 
     return impl
 
 
-for _f in (np.linalg.solve, np.linalg.inv, np.linalg.det, np.linalg.slogdet, np.linalg.cholesky):
+def _real_eig(a: Any) -> Any:
+    return _structural.EigResult(*_structural.real_eig(a))
+
+
+def _checked_svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, **kw: Any) -> Any:
+    _structural.svd_check(np.shape(a), full_matrices and compute_uv, kw.get("hermitian", False))
+    return np.linalg.svd(a, full_matrices, compute_uv, **kw)
+
+
+def _checked_qr(a: Any, mode: str = "reduced") -> Any:
+    _structural.qr_check(np.shape(a), mode)
+    return np.linalg.qr(a, mode)
+
+
+for _f in (
+    np.linalg.solve, np.linalg.inv, np.linalg.det, np.linalg.slogdet, np.linalg.cholesky,
+    np.linalg.eigh, np.linalg.pinv,
+):  # fmt: skip
     _FUNCTIONS[_f] = _dense(_f)
+_FUNCTIONS[np.linalg.eig] = _dense(_real_eig)
+_FUNCTIONS[np.linalg.svd] = _dense(_checked_svd)
+_FUNCTIONS[np.linalg.qr] = _dense(_checked_qr)
 
 
 # --- creation: arrays that will hold traced values ----------------------------------------------
@@ -851,6 +874,9 @@ _GLOBAL_COMPOSITES = {
     np.trace, np.polyval, np.cross, np.mean, np.var, np.std, np.prod, np.clip, np.diff,
     np.matmul, np.dot, np.vdot, np.inner, np.outer, np.tensordot, np.linalg.norm,
     getattr(np, "vecdot", np.dot),
+    np.atleast_3d, np.tile, np.rot90, np.rollaxis, np.pad, np.tril, np.triu, np.kron,
+    np.column_stack, np.dstack, np.append, np.vsplit, np.hsplit, np.dsplit, np.linspace,
+    np.gradient, np.linalg.eigvalsh, np.linalg.eigvals, np.linalg.matrix_power,
 }  # fmt: skip
 
 

@@ -241,6 +241,207 @@ def _atleast_2d(*arys: Any) -> Any:
     return out[0] if len(out) == 1 else out
 
 
+@_composite(np.atleast_3d)
+def _atleast_3d(*arys: Any) -> Any:
+    out = []
+    for a in arys:
+        shape = np.shape(a)
+        if len(shape) == 0:
+            a = np.reshape(a, (1, 1, 1))
+        elif len(shape) == 1:
+            a = np.reshape(a, (1,) + shape + (1,))
+        elif len(shape) == 2:
+            a = np.reshape(a, shape + (1,))
+        out.append(a)
+    return out[0] if len(out) == 1 else out
+
+
+def _gather(a: Any, func: Any, *args: Any, **kw: Any) -> Any:
+    """A function that only moves or repeats entries (tile, rot90, pad's edge and wrap ...).
+
+    NumPy's own answer on the entries' flat indices says which entry lands where, and np.take
+    carries values and derivatives there: the JVP and the transpose are np.take's.
+    """
+    a = a if isinstance(a, Carrier) else np.asarray(a)
+    where = func(np.arange(np.size(a)).reshape(np.shape(a)), *args, **kw)
+    return np.take(np.ravel(a), where)
+
+
+@_composite(np.tile)
+def _tile(A: Any, reps: Any) -> Any:
+    return _gather(A, np.tile, reps)
+
+
+@_composite(np.rot90)
+def _rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
+    return _gather(m, np.rot90, k, axes)
+
+
+@_composite(np.rollaxis)
+def _rollaxis(a: Any, axis: int, start: int = 0) -> Any:
+    return _gather(a, np.rollaxis, axis, start)
+
+
+_PAD_MODES = ("constant", "edge", "wrap", "reflect", "symmetric")
+
+
+@_composite(np.pad)
+def _pad(array: Any, pad_width: Any, mode: Any = "constant", **kw: Any) -> Any:
+    """np.pad for the modes that copy entries or fill constants (``_PAD_MODES``)."""
+    if mode not in _PAD_MODES:
+        raise DualError(
+            f"np.pad(mode={mode!r}) is not supported on Duals; supported modes are {_PAD_MODES}"
+        )
+    if kw.get("reflect_type", "even") != "even":  # odd reflection is 2 * edge - x: not a copy
+        raise DualError("np.pad on Duals supports reflect_type='even' only")
+    if mode != "constant":
+        return _gather(array, np.pad, pad_width, mode, **kw)
+    fill = kw.get("constant_values", 0)
+    if _holds_dual(fill) or isinstance(fill, Carrier):
+        raise DualError("np.pad on Duals takes constant_values as plain numbers")
+    shape = np.shape(array)
+    where = np.pad(np.arange(1, np.size(array) + 1).reshape(shape), pad_width, "constant") - 1
+    filled = np.pad(np.zeros(shape, dtype=primal(array).dtype), pad_width, "constant", **kw)
+    return np.where(where >= 0, np.take(np.ravel(array), np.maximum(where, 0)), filled)
+
+
+def _triangle(keep: Any) -> Callable[..., Any]:
+    def impl(m: Any, k: int = 0) -> Any:
+        shape = np.shape(m)
+        if len(shape) < 2:  # NumPy broadcasts a vector to a square first
+            m = np.broadcast_to(m, shape * 2 if shape else (1, 1))
+            shape = np.shape(m)
+        mask = keep(np.ones(shape[-2:], dtype=bool), k)
+        return np.where(mask, m, np.zeros((), dtype=primal(m).dtype))
+
+    return impl
+
+
+_composite(np.tril)(_triangle(np.tril))
+_composite(np.triu)(_triangle(np.triu))
+
+
+@_composite(np.kron)
+def _kron(a: Any, b: Any) -> Any:
+    """Every product a[i] b[j], interleaved axis by axis and merged, as NumPy lays it out."""
+    sa, sb = np.shape(a), np.shape(b)
+    nd = max(len(sa), len(sb))
+    sa, sb = (1,) * (nd - len(sa)) + sa, (1,) * (nd - len(sb)) + sb
+    a_spread = np.reshape(a, tuple(n for d in sa for n in (d, 1)))
+    b_spread = np.reshape(b, tuple(n for d in sb for n in (1, d)))
+    return np.reshape(a_spread * b_spread, tuple(p * q for p, q in zip(sa, sb)))
+
+
+@_composite(np.partition)
+def _partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect", order: Any = None):
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    return np.take_along_axis(a, np.argpartition(primal(a), kth, axis=axis), axis=axis)
+
+
+@_composite(np.column_stack)
+def _column_stack(tup: Any) -> Any:
+    return np.concatenate([np.reshape(a, (-1, 1)) if np.ndim(a) < 2 else a for a in tup], axis=1)
+
+
+@_composite(np.dstack)
+def _dstack(tup: Any) -> Any:
+    arrs = np.atleast_3d(*tup)
+    return np.concatenate(arrs if isinstance(arrs, list) else [arrs], axis=2)
+
+
+@_composite(np.append)
+def _append(arr: Any, values: Any, axis: Any = None) -> Any:
+    if axis is None:
+        return np.concatenate([np.ravel(arr), np.ravel(values)], axis=0)
+    return np.concatenate([arr, values], axis=axis)
+
+
+def _split_along(name: str, axis_of: Callable[[int], int], least: int) -> Callable[..., Any]:
+    def impl(ary: Any, indices_or_sections: Any) -> Any:
+        if np.ndim(ary) < least:
+            raise ValueError(f"{name} only works on arrays of {least} or more dimensions")
+        return np.split(ary, indices_or_sections, axis=axis_of(np.ndim(ary)))
+
+    return impl
+
+
+_composite(np.vsplit)(_split_along("vsplit", lambda nd: 0, 2))
+_composite(np.hsplit)(_split_along("hsplit", lambda nd: 1 if nd > 1 else 0, 1))
+_composite(np.dsplit)(_split_along("dsplit", lambda nd: 2, 3))
+
+
+@_composite(np.select)
+def _select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
+    """The first choice whose condition holds, as nested np.where from the last one back."""
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    result = default
+    for cond, choice in zip(reversed(list(condlist)), reversed(list(choicelist))):
+        result = np.where(primal(cond), choice, result)
+    return result
+
+
+@_composite(np.nan_to_num)
+def _nan_to_num(
+    x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None, neginf: Any = None
+) -> Any:
+    """Finite entries keep their derivative; replaced ones are constants (zero derivative)."""
+    plain = primal(x)
+    replaced = np.nan_to_num(plain, nan=nan, posinf=posinf, neginf=neginf)
+    return np.where(np.isfinite(plain), x, replaced)
+
+
+@_composite(np.linspace)
+def _linspace(
+    start: Any,
+    stop: Any,
+    num: int = 50,
+    endpoint: bool = True,
+    retstep: bool = False,
+    dtype: Any = None,
+    axis: int = 0,
+    **kw: Any,
+) -> Any:
+    """Samples affine in the endpoints: NumPy's values, plus each endpoint's weight times the
+    endpoint's derivative part (exact to every order, since the map is affine)."""
+    if not _float_kind(dtype):
+        raise DualError("np.linspace on Duals needs a floating dtype")
+    s0, s1 = primal(start), primal(stop)
+    base, step = np.linspace(s0, s1, num, endpoint, True, dtype, axis)
+    t = np.linspace(0.0, 1.0, num, endpoint=endpoint)
+    nd = np.ndim(np.broadcast_arrays(s0, s1)[0])
+    t = np.reshape(t, (num,) + (1,) * nd)
+    moved = (start - s0) * (1.0 - t) + (stop - s1) * t
+    result = np.moveaxis(moved, 0, axis) + base
+    if not retstep:
+        return result
+    return result, step + ((stop - s1) - (start - s0)) / max(num - 1 if endpoint else num, 1)
+
+
+@_composite(np.gradient)
+def _gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
+    """np.gradient is linear in f: NumPy's values, plus the same difference matrix (NumPy's own
+    coefficients, read off np.gradient of the identity) applied to f's derivative part."""
+    if any(isinstance(v, Carrier) for v in varargs):
+        raise DualError("np.gradient on Duals differentiates in f only (plain spacing)")
+    plain = primal(f)
+    values = np.gradient(plain, *varargs, axis=axis, edge_order=edge_order)
+    axes = _axes(axis, np.ndim(plain))
+    single = len(axes) == 1 and not isinstance(values, (tuple, list))
+    values = [values] if single else list(values)
+    spacing = list(varargs) * len(axes) if len(varargs) == 1 else list(varargs)
+    moving = f - plain
+    out = []
+    for i, ax in enumerate(axes):
+        n = np.shape(plain)[ax]
+        h = (spacing[i],) if spacing else ()
+        matrix = np.gradient(np.eye(n), *h, axis=0, edge_order=edge_order)
+        applied = np.moveaxis(np.tensordot(matrix, moving, axes=([1], [ax])), 0, ax)
+        out.append(values[i] + applied)
+    return out[0] if single else tuple(out)
+
+
 @_implements(np.broadcast_to)
 def _broadcast_to(array: Dual, shape: Any, subok: bool = False) -> Dual:
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
@@ -465,18 +666,31 @@ def _polyval(p: Any, x: Any) -> Any:
 
 @_composite(np.cross)
 def _cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, axis: Any = None):
-    """Cross product of 3-vectors along the last axis, as products of components."""
-    if (
-        axis is not None
-        or (axisa, axisb, axisc) != (-1, -1, -1)
-        or np.shape(a)[-1:] != (3,)
-        or (np.shape(b)[-1:] != (3,))
-    ):
-        raise DualError("np.cross on Duals supports 3-vectors along the last axis only")
+    """Cross product of 2- or 3-vectors along any axes, as NumPy's products of components
+    (a 2-vector has a zero third component; two 2-vectors give the scalar z component)."""
+    if axis is not None:
+        axisa = axisb = axisc = axis
     a, b = (v if isinstance(v, Carrier) else np.asarray(v) for v in (a, b))
-    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
-    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
-    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+    a = np.moveaxis(a, _axis(axisa, np.ndim(a)), -1)
+    b = np.moveaxis(b, _axis(axisb, np.ndim(b)), -1)
+    na, nb = np.shape(a)[-1], np.shape(b)[-1]
+    if na not in (2, 3) or nb not in (2, 3):
+        raise ValueError("incompatible dimensions for cross product (dimension must be 2 or 3)")
+    a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    z = a0 * b1 - a1 * b0
+    if na == 2 and nb == 2:
+        return z
+    if na == 2:
+        b2 = b[..., 2]
+        x, y = a1 * b2, -(a0 * b2)
+    elif nb == 2:
+        a2 = a[..., 2]
+        x, y = -(a2 * b1), a2 * b0
+    else:
+        a2, b2 = a[..., 2], b[..., 2]
+        x, y = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2
+    result = np.stack([x, y, z], axis=-1)
+    return np.moveaxis(result, -1, _axis(axisc, np.ndim(result)))
 
 
 @_composite(np.interp)
@@ -533,7 +747,11 @@ def _std(
     keepdims: bool = False,
     **kw,
 ):
-    result = np.sqrt(_var(a, axis=axis, ddof=ddof, keepdims=keepdims, **kw))
+    var = _var(a, axis=axis, ddof=ddof, keepdims=keepdims, **kw)
+    # sqrt has an infinite slope at a zero variance (one element, an axis of length 1, equal
+    # entries): there the derivative taken is 0, in both modes, and sqrt never sees the zero
+    zero = primal(var) == 0
+    result = np.where(zero, 0.0 * var, np.sqrt(np.where(zero, 1.0, var)))
     return result if out is None else _write_out(out, result)
 
 
@@ -659,6 +877,35 @@ def _einsum_explicit(subscripts: str) -> tuple[list[str], str]:
     return ins, ("..." if "..." in subscripts else "") + out
 
 
+_SUBLIST_LETTERS = string.ascii_uppercase + string.ascii_lowercase  # NumPy's order of labels
+
+
+def einsum_subscripts(subscripts: Any, operands: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """np.einsum's arguments as (subscripts string, operands), from either of NumPy's forms.
+
+    The sublist form ``einsum(a, [0, 1], b, [1, 2], [0, 2])`` labels axes by integers (and
+    ``...``); it is spelled as the string form with the letters NumPy itself uses for them.
+    """
+    if isinstance(subscripts, str):
+        return subscripts, operands
+    args = (subscripts,) + tuple(operands)
+
+    def spell(sublist: Any) -> str:
+        try:
+            return "".join("..." if i is Ellipsis else _SUBLIST_LETTERS[int(i)] for i in sublist)
+        except (TypeError, ValueError, IndexError):
+            raise DualError(
+                "np.einsum on Duals takes subscripts as a string ('ij,jk->ik') or as sublists "
+                "of integers 0-51 and Ellipsis (einsum(a, [0, 1], b, [1, 2]))"
+            ) from None
+
+    ops, specs = args[0::2][: len(args) // 2], [spell(s) for s in args[1::2]]
+    spec = ",".join(specs)
+    if len(args) % 2:
+        spec += "->" + spell(args[-1])
+    return spec, tuple(ops)
+
+
 def _einsum_optimize(operands: Any) -> Any:
     return "greedy" if max(np.size(primal(o)) for o in operands) > 512 else False
 
@@ -667,8 +914,7 @@ def _einsum_optimize(operands: Any) -> Any:
 def _einsum(
     subscripts: Any, *operands: Any, out: Any = None, optimize: Any = False, **kw: Any
 ) -> Any:
-    if not isinstance(subscripts, str):
-        raise DualError("np.einsum on Duals needs the subscripts as a string ('ij,jk->ik')")
+    subscripts, operands = einsum_subscripts(subscripts, operands)
     specs, out_spec = _einsum_explicit(subscripts)
     tag = top_tag(operands)
     direction = next(c for c in string.ascii_letters if c not in subscripts)
@@ -792,7 +1038,7 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
             raise ValueError("ord='fro' is for matrices")
         return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
     if matrix:
-        raise DualError(f"np.linalg.norm(ord={ord!r}) of a matrix is not supported on Duals")
+        return _matrix_norm(x, ord, (0, 1) if axis is None else tuple(axis), keepdims)
     if ord == np.inf:
         return np.max(np.abs(x), axis=axis, keepdims=keepdims)
     if ord == -np.inf:
@@ -802,6 +1048,22 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
     if ord == 0:  # the number of non-zero entries: piecewise constant
         return np.sum(primal(x) != 0, axis=axis, keepdims=keepdims).astype(float)
     return np.sum(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+
+
+def _matrix_norm(x: Any, ord: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
+    """Matrix norms: of the singular values ('nuc', 2, -2) or of column / row sums (1, inf)."""
+    row, col = (_axis(a, np.ndim(x)) for a in axes)
+    if ord in ("nuc", 2, -2):
+        s = np.linalg.svd(np.moveaxis(x, (row, col), (-2, -1)), compute_uv=False)
+        result = {"nuc": np.sum, 2: np.max, -2: np.min}[ord](s, axis=-1)
+    elif ord in (1, -1, np.inf, -np.inf):
+        if ord in (np.inf, -np.inf):
+            row, col = col, row
+        sums = np.sum(np.abs(x), axis=row)
+        result = (np.max if ord > 0 else np.min)(sums, axis=col - 1 if col > row else col)
+    else:
+        raise ValueError(f"invalid norm order {ord!r} for matrices")
+    return np.expand_dims(result, tuple(sorted((row, col)))) if keepdims else result
 
 
 def _linalg_parts(*args: Any) -> tuple[int, list[tuple[Any, Any]]]:
@@ -892,6 +1154,222 @@ def _cholesky(a: Dual, /, *, upper: bool = False) -> Dual:
     X = np.einsum("...ij,...jlK,...ml->...imK", Linv, dA, Linv)
     dL = np.einsum("...ij,...jmK->...imK", L, X * half_lower)
     return Dual._make(a.tag, L, dL)
+
+
+# Decompositions.  Each one's tangent map is written once, as NumPy code linear in the tangent
+# dA (direction axis last), of the decomposition's values: the forward JVP applies it to the
+# partials, and reverse mode transposes it by tracing it (transposes._linearized).
+
+try:  # NumPy >= 2.0 names the parts of its decompositions
+    from numpy.linalg._linalg import EighResult, EigResult, QRResult, SVDResult
+except ImportError:  # pragma: no cover - older NumPy
+    from collections import namedtuple
+
+    EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+    EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
+    QRResult = namedtuple("QRResult", ["Q", "R"])
+    SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
+
+
+def _mT(x: Any) -> Any:
+    """Swap the two matrix axes of a tangent (axes -3 and -2; the direction axis stays last)."""
+    return np.swapaxes(x, -2, -3)
+
+
+def _off_diagonal_inverse(gap: Any) -> Any:
+    """1 / gap off the diagonal and 0 on it (gap[..., i, j] = x_j - x_i)."""
+    n = np.shape(gap)[-1]
+    eye = np.eye(n, dtype=bool)
+    return np.where(eye, 0.0, 1.0 / np.where(eye, 1.0, gap))
+
+
+def _read_triangle(dA: Any, UPLO: str) -> Any:
+    """The symmetric tangent NumPy's eigh sees: the triangle UPLO of dA, mirrored."""
+    n = np.shape(dA)[-2]
+    strict = np.tril(np.ones((n, n)), -1)
+    strict = (strict if UPLO.upper() == "L" else strict.T)[..., None]
+    below = dA * strict
+    return dA * np.eye(n)[..., None] + below + _mT(below)
+
+
+def eigh_tangent(w: Any, V: Any, dA: Any, UPLO: str = "L") -> tuple[Any, Any]:
+    """dw = diag(V^T dA V), dV = V (F * V^T dA V), F_ij = 1 / (w_j - w_i) off the diagonal."""
+    M = np.einsum("...ji,...jlK,...lm->...imK", V, _read_triangle(dA, UPLO), V)
+    dw = np.einsum("...iiK->...iK", M)
+    F = _off_diagonal_inverse(w[..., None, :] - w[..., :, None])
+    return dw, np.einsum("...ij,...jmK->...imK", V, F[..., None] * M)
+
+
+@_implements(np.linalg.eigh)
+def _eigh(a: Dual, UPLO: str = "L") -> Any:
+    """Symmetric eigenproblem from the triangle NumPy reads; eigenvalues must be distinct for
+    the eigenvectors' derivative (it is infinite at a repeated eigenvalue)."""
+    w, V = np.linalg.eigh(a.value, UPLO)
+    dw, dV = eigh_tangent(w, V, a.partials, UPLO)
+    return EighResult(Dual._make(a.tag, w, dw), Dual._make(a.tag, V, dV))
+
+
+@_composite(np.linalg.eigvalsh)
+def _eigvalsh(a: Any, UPLO: str = "L") -> Any:
+    return np.linalg.eigh(a, UPLO)[0]
+
+
+def real_eig(A: Any) -> tuple[Any, Any]:
+    """np.linalg.eig of real input whose eigenvalues are real, else a DualError."""
+    w, V = np.linalg.eig(A)
+    if np.iscomplexobj(primal(w)):
+        raise DualError(
+            "np.linalg.eig of this matrix has complex eigenvalues, and dualad does not support "
+            "complex numbers yet; for a symmetric matrix use np.linalg.eigh"
+        )
+    return w, V
+
+
+def eig_tangent(w: Any, V: Any, dA: Any) -> tuple[Any, Any]:
+    """dw = diag(V^-1 dA V); dV = V (F * V^-1 dA V), then each column kept at unit length
+    (NumPy normalises them): dv_j -= v_j (v_j . dv_j)."""
+    M = np.einsum("...ij,...jlK,...lm->...imK", np.linalg.inv(V), dA, V)
+    dw = np.einsum("...iiK->...iK", M)
+    F = _off_diagonal_inverse(w[..., None, :] - w[..., :, None])
+    dV = np.einsum("...ij,...jmK->...imK", V, F[..., None] * M)
+    return dw, dV - V[..., None] * np.einsum("...ij,...ijK->...jK", V, dV)[..., None, :, :]
+
+
+@_implements(np.linalg.eig)
+def _eig(a: Dual) -> Any:
+    w, V = real_eig(a.value)
+    dw, dV = eig_tangent(w, V, a.partials)
+    return EigResult(Dual._make(a.tag, w, dw), Dual._make(a.tag, V, dV))
+
+
+@_composite(np.linalg.eigvals)
+def _eigvals(a: Any) -> Any:
+    return np.linalg.eig(a)[0]
+
+
+def svd_check(shape: tuple[int, ...], full_matrices: bool, hermitian: bool) -> None:
+    if hermitian:
+        raise DualError("np.linalg.svd(..., hermitian=True) is not supported on Duals")
+    if full_matrices and shape[-1] != shape[-2]:
+        raise DualError(
+            f"np.linalg.svd of a {shape[-2]}x{shape[-1]} matrix with full_matrices=True has "
+            "columns that no derivative determines; pass full_matrices=False (or "
+            "compute_uv=False for the singular values alone)"
+        )
+
+
+def svd_tangent(U: Any, s: Any, Vh: Any, dA: Any, compute_uv: bool = True) -> tuple[Any, ...]:
+    """The reduced SVD's tangents (dU, ds, dVh); ds = diag(U^T dA V).
+
+    dU = U (F * (dP S + S dP^T)) + (I - U U^T) dA V / S, and dV alike with A^T, where
+    dP = U^T dA V and F_ij = 1 / (s_j^2 - s_i^2) off the diagonal.
+    """
+    V = np.swapaxes(Vh, -1, -2)
+    dP = np.einsum("...ji,...jlK,...lm->...imK", U, dA, V)
+    ds = np.einsum("...iiK->...iK", dP)
+    if not compute_uv:
+        return (ds,)
+    s2 = s * s
+    F = _off_diagonal_inverse(s2[..., None, :] - s2[..., :, None])[..., None]
+    cols, rows = s[..., None, :, None], s[..., :, None, None]  # X S and S X
+    dU = np.einsum("...ij,...jmK->...imK", U, F * (dP * cols + rows * _mT(dP)))
+    dU = (
+        dU
+        + (np.einsum("...ijK,...jm->...imK", dA, V) - np.einsum("...ij,...jmK->...imK", U, dP))
+        / cols
+    )
+    dV = np.einsum("...ij,...jmK->...imK", V, F * (rows * dP + _mT(dP) * cols))
+    dV = (
+        dV
+        + (np.einsum("...jiK,...jm->...imK", dA, U) - np.einsum("...ij,...mjK->...imK", V, dP))
+        / cols
+    )
+    return dU, ds, _mT(dV)
+
+
+@_implements(np.linalg.svd)
+def _svd(a: Dual, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False):
+    """Singular values, and vectors for distinct non-zero singular values (reduced form)."""
+    svd_check(a.shape, full_matrices and compute_uv, hermitian)
+    U, s, Vh = np.linalg.svd(a.value, full_matrices=False)
+    tangents = svd_tangent(U, s, Vh, a.partials, compute_uv)
+    if not compute_uv:
+        return Dual._make(a.tag, s, tangents[0])
+    dU, ds, dVh = tangents
+    return SVDResult(Dual._make(a.tag, U, dU), Dual._make(a.tag, s, ds), Dual._make(a.tag, Vh, dVh))
+
+
+def pinv_tangent(A: Any, P: Any, dA: Any) -> Any:
+    """dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P (constant rank)."""
+    first = -np.einsum("...ij,...jlK,...lm->...imK", P, dA, P)
+    PPt = np.einsum("...ij,...kj->...ik", P, P)
+    left = np.eye(np.shape(A)[-2]) - np.einsum("...ij,...jk->...ik", A, P)
+    right = np.eye(np.shape(A)[-1]) - np.einsum("...ij,...jk->...ik", P, A)
+    PtP = np.einsum("...ji,...jk->...ik", P, P)
+    second = np.einsum("...ij,...ljK,...lm->...imK", PPt, dA, left)
+    third = np.einsum("...ij,...ljK,...lm->...imK", right, dA, PtP)
+    return first + second + third
+
+
+@_implements(np.linalg.pinv)
+def _pinv(a: Dual, rcond: Any = None, hermitian: bool = False, **kw: Any) -> Dual:
+    """Moore-Penrose inverse, NumPy's value; the derivative holds where the rank is constant."""
+    if hermitian:
+        raise DualError("np.linalg.pinv(..., hermitian=True) is not supported on Duals")
+    options = {} if rcond is None else {"rcond": rcond}
+    P = np.linalg.pinv(a.value, **options, **kw)
+    return Dual._make(a.tag, P, pinv_tangent(a.value, P, a.partials))
+
+
+def qr_check(shape: tuple[int, ...], mode: str) -> None:
+    if mode not in ("reduced", "r", "complete"):
+        raise DualError(f"np.linalg.qr(mode={mode!r}) is not supported on Duals")
+    if shape[-2] < shape[-1] or (mode == "complete" and shape[-2] != shape[-1]):
+        raise DualError(
+            f"np.linalg.qr on Duals needs rows >= columns (and mode='reduced' or 'r' when rows > "
+            f"columns); got a {shape[-2]}x{shape[-1]} matrix with mode={mode!r}"
+        )
+
+
+def qr_tangent(Q: Any, R: Any, dA: Any) -> tuple[Any, Any]:
+    """X = Q^T dA R^-1 and W = X - (strict lower of X minus its transpose): dR = W R and
+    dQ = dA R^-1 - Q W (Q^T dQ is then skew, dR upper triangular)."""
+    Rinv = np.linalg.inv(R)
+    dARinv = np.einsum("...ijK,...jm->...imK", dA, Rinv)
+    X = np.einsum("...ji,...jmK->...imK", Q, dARinv)
+    n = np.shape(R)[-1]
+    strict = np.tril(np.ones((n, n)), -1)[..., None]
+    W = X - X * strict + _mT(X * strict)
+    dR = np.einsum("...ijK,...jm->...imK", W, R)
+    return dARinv - np.einsum("...ij,...jmK->...imK", Q, W), dR
+
+
+@_implements(np.linalg.qr)
+def _qr(a: Dual, mode: str = "reduced") -> Any:
+    qr_check(a.shape, mode)
+    Q, R = np.linalg.qr(a.value, mode="reduced")
+    dQ, dR = qr_tangent(Q, R, a.partials)
+    if mode == "r":
+        return Dual._make(a.tag, R, dR)
+    return QRResult(Dual._make(a.tag, Q, dQ), Dual._make(a.tag, R, dR))
+
+
+@_composite(np.linalg.matrix_power)
+def _matrix_power(a: Any, n: int) -> Any:
+    """Repeated squaring, as NumPy does; a negative power inverts first."""
+    n = int(n)
+    if n == 0:
+        return np.zeros_like(a) + np.broadcast_to(np.eye(np.shape(a)[-1]), np.shape(a))
+    if n < 0:
+        a, n = np.linalg.inv(a), -n
+    result = None
+    while n:
+        if n & 1:
+            result = a if result is None else np.matmul(result, a)
+        n >>= 1
+        if n:
+            a = np.matmul(a, a)
+    return result
 
 
 # --- creation: *_like and NEP 35 like= -----------------------------------------------------------

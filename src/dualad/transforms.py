@@ -515,6 +515,8 @@ def value_and_jacobian(
             value, partials = _extract(_call(f, seeded, args), tag, max(width, 1))
             blocks.append(partials[..., :width])
     jac = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
+    if primal(jac).dtype != primal(x).dtype:  # a derivative has x's dtype, as in reverse mode
+        jac = jac.astype(primal(x).dtype)
     if isinstance(jac, np.ndarray) and not jac.flags.writeable:
         jac = jac.copy()  # f returned its input: do not hand out the shared seed
     return _scalar(value), _scalar(jac.reshape(np.shape(value) + shape))

@@ -30,6 +30,8 @@ from .reverse import (
     value_of,
     write_whole,
 )
+from .reverse import _recording as reverse_recording
+from .reverse import pullback as reverse_pullback
 from .structural import _axes, _axis, _reject
 
 TRANSPOSES: dict[Any, Callable[..., Any]] = {}
@@ -335,8 +337,7 @@ def _cumsum(a: Tracer, axis: Any = None, dtype: Any = None, out: Any = None) -> 
 
 @_transposes(np.einsum)
 def _einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any = False, **kw: Any):
-    if not isinstance(subscripts, str):
-        raise DualError("np.einsum on traced arrays needs the subscripts as a string ('ij,jk->ik')")
+    subscripts, operands = structural.einsum_subscripts(subscripts, operands)
     specs, out_spec = structural._einsum_explicit(subscripts)
     tape = tape_of(operands)
     values = [value_of(o) for o in operands]
@@ -351,40 +352,56 @@ def _einsum(subscripts: Any, *operands: Any, out: Any = None, optimize: Any = Fa
 def _einsum_vjp(ct: Any, payload: Any) -> list[Any]:
     """The cotangent of each operand: the einsum of ct with the other operands, into its spec."""
     specs, out_spec, values, live = payload
+    specs, out_spec = _without_ellipsis(specs, out_spec, values)
     direction = next(c for c in string.ascii_letters if c not in "".join(specs) + out_spec)
     grads: list[Any] = []
     for i, spec in enumerate(specs):
         if not live[i]:
             grads.append(None)
             continue
-        letters = spec.replace("...", "")
-        unique = "".join(dict.fromkeys(letters))
-        if unique == letters:
+        unique = "".join(dict.fromkeys(spec))
+        if unique == spec:
             grads.append(_einsum_operand_ct(ct, specs, out_spec, values, i, direction))
             continue
         # a repeated index ('ii'): the cotangent of the diagonal, written onto it
-        lead = "..." if "..." in spec else ""
-        diagonal = np.einsum(f"{spec}->{lead}{unique}", values[i])
+        diagonal = np.einsum(f"{spec}->{unique}", values[i])
         g = _einsum_operand_ct(
-            ct, specs[:i] + [lead + unique] + specs[i + 1 :], out_spec,
+            ct, specs[:i] + [unique] + specs[i + 1 :], out_spec,
             values[:i] + [diagonal] + values[i + 1 :], i, direction,
         )  # fmt: skip
         full = np.zeros(np.shape(values[i]) + g.shape[-1:], dtype=g.dtype)
-        np.einsum(f"{spec}{direction}->{lead}{unique}{direction}", full)[...] = g  # a view
+        np.einsum(f"{spec}{direction}->{unique}{direction}", full)[...] = g  # a view
         grads.append(full)
     return grads
+
+
+def _without_ellipsis(specs: list[str], out_spec: str, values: list[Any]) -> tuple[list[str], str]:
+    """The subscripts with each ``...`` spelled out as letters, right-aligned as NumPy broadcasts.
+
+    The cotangent of an operand then keeps that operand's own axis order, wherever its ``...``
+    stands ('i...' as much as '...i').
+    """
+    if "..." not in "".join(specs) + out_spec:
+        return specs, out_spec
+    spans = [
+        np.ndim(v) - len(s.replace("...", "")) if "..." in s else 0 for s, v in zip(specs, values)
+    ]
+    width = max(spans, default=0)
+    used = set("".join(specs) + out_spec)
+    fresh = "".join([c for c in string.ascii_letters if c not in used][:width])
+    specs = [s.replace("...", fresh[width - n :]) for s, n in zip(specs, spans)]
+    return specs, out_spec.replace("...", fresh)
 
 
 def _einsum_operand_ct(
     ct: Any, specs: list[str], out_spec: str, values: list[Any], i: int, direction: str
 ) -> Any:
-    """Operand i's cotangent, for specs with no index repeated within one operand."""
+    """Operand i's cotangent, for specs with no ``...`` and no index repeated in one operand."""
     others = [j for j in range(len(specs)) if j != i]
-    letters = specs[i].replace("...", "")
+    letters = specs[i]
     present = set(out_spec).union(*(specs[j] for j in others))
     kept = "".join(c for c in letters if c in present)
-    ellipsis = "..." in "".join(specs) + out_spec
-    target = ("..." if ellipsis else "") + kept + direction
+    target = kept + direction
     inputs = [ct] + [values[j] for j in others]
     g = np.einsum(
         ",".join([out_spec + direction] + [specs[j] for j in others]) + "->" + target,
@@ -393,12 +410,11 @@ def _einsum_operand_ct(
     )
     shape = np.shape(values[i])
     if len(kept) < len(letters):  # letters summed in this operand alone: broadcast back
-        lead = g.ndim - 1 - len(kept)
         sizes = list(g.shape)
         for t, c in enumerate(letters):
             if c not in present:
-                g = np.expand_dims(g, lead + t)
-                sizes.insert(lead + t, shape[len(shape) - len(letters) + t])
+                g = np.expand_dims(g, t)
+                sizes.insert(t, shape[t])
         g = np.broadcast_to(g, tuple(sizes))
     return unbroadcast(g, shape)
 
@@ -493,3 +509,75 @@ def _cholesky_vjp(ct: Any, L: Any) -> list[Any]:
     G = np.swapaxes(Linv, -1, -2) @ (P * half_lower) @ Linv
     gA = G * (strict_lower + np.eye(n)) + np.swapaxes(G, -1, -2) * strict_lower
     return [np.moveaxis(gA, 0, -1)]
+
+
+# --- decompositions: the forward tangent map, transposed by tracing it ---------------------------
+
+
+def _linearized(tape: Any, a: Tracer, values: tuple[Any, ...], tangent: Any) -> list[Tracer]:
+    """One Tracer per output of a decomposition of ``a``.
+
+    ``tangent(dA)`` is structural's tangent map (linear in dA, direction axis last) at these
+    values.  Each output's pullback records that map on a tape of its own, with dA a Tracer
+    carrying one direction, and pulls the cotangent back through it: its transpose, with no
+    second formula to keep in step with the first.
+    """
+    shape = np.shape(value_of(a))
+    return [
+        _record(tape, v, (a,), _linearized_vjp, (tangent, i, shape, tape.level))
+        for i, v in enumerate(values)
+    ]
+
+
+def _linearized_vjp(ct: Any, payload: Any) -> list[Any]:
+    tangent, i, shape, level = payload
+    with reverse_recording(level) as inner:
+        dA = Tracer._make(inner, np.zeros(shape + (1,)), 0)
+        out = tangent(dA)[i]
+        g = reverse_pullback(inner, out._node, ct[..., None, :], shape + (1,), True)
+    return [g[..., 0, :]]
+
+
+@_transposes(np.linalg.eigh)
+def _eigh(a: Tracer, UPLO: str = "L") -> Any:
+    tape, (A,) = _linalg(a)
+    w, V = np.linalg.eigh(A, UPLO)
+    outs = _linearized(tape, a, (w, V), lambda dA: structural.eigh_tangent(w, V, dA, UPLO))
+    return structural.EighResult(*outs)
+
+
+@_transposes(np.linalg.eig)
+def _eig(a: Tracer) -> Any:
+    tape, (A,) = _linalg(a)
+    w, V = structural.real_eig(A)
+    outs = _linearized(tape, a, (w, V), lambda dA: structural.eig_tangent(w, V, dA))
+    return structural.EigResult(*outs)
+
+
+@_transposes(np.linalg.svd)
+def _svd(a: Tracer, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False):
+    tape, (A,) = _linalg(a)
+    structural.svd_check(np.shape(A), full_matrices and compute_uv, hermitian)
+    U, s, Vh = np.linalg.svd(A, full_matrices=False)
+    if not compute_uv:
+        return _linearized(tape, a, (s,), lambda dA: structural.svd_tangent(U, s, Vh, dA, False))[0]
+    outs = _linearized(tape, a, (U, s, Vh), lambda dA: structural.svd_tangent(U, s, Vh, dA))
+    return structural.SVDResult(*outs)
+
+
+@_transposes(np.linalg.pinv)
+def _pinv(a: Tracer, rcond: Any = None, hermitian: bool = False, **kw: Any) -> Tracer:
+    if hermitian:
+        raise DualError("np.linalg.pinv(..., hermitian=True) is not supported on traced arrays")
+    tape, (A,) = _linalg(a)
+    P = np.linalg.pinv(A, **({} if rcond is None else {"rcond": rcond}), **kw)
+    return _linearized(tape, a, (P,), lambda dA: (structural.pinv_tangent(A, P, dA),))[0]
+
+
+@_transposes(np.linalg.qr)
+def _qr(a: Tracer, mode: str = "reduced") -> Any:
+    tape, (A,) = _linalg(a)
+    structural.qr_check(np.shape(A), mode)
+    Q, R = np.linalg.qr(A, mode="reduced")
+    outs = _linearized(tape, a, (Q, R), lambda dA: structural.qr_tangent(Q, R, dA))
+    return outs[1] if mode == "r" else structural.QRResult(*outs)
