@@ -1,7 +1,7 @@
 """Speed of the compiled (Numba) engine against its goals, beside jax.jit where JAX is installed.
 
     python benchmarks/compiled_speed.py [--repeats 7] [--quick] [--compile-runs 3]
-                                        [--cases lorenz,rosenbrock,pde,compile]
+                                        [--cases lorenz,rosenbrock,pde,hessian,compile]
 
 When ``f`` is a ``numba.njit`` function, ``da.jacobian``, ``da.gradient`` and ``da.jvp`` compile
 ``f.py_func`` for dual numbers and run jitted drivers.  This script measures, for the issue's
@@ -20,6 +20,9 @@ goals:
    compiled earlier is reused (goal: <= 3 s each), and the time to import dualad and
    dualad.numba.  A second subprocess per case compiles the user's primal ``f(x)`` first, as a
    user usually has, so Numba's one-off start-up is not charged to dualad.
+5. The Hessian and HVP of the loop Rosenbrock at n = 100 (case ``hessian``), compiled on nested
+   Duals, against ``jax.jit(jax.hessian(f))`` on the same loop function (goal: ours >= 5x
+   faster) and dualad's NumPy engine.
 
 Every ratio comes from one run of this script: the engines compared in a row are timed in turn,
 repeat after repeat, and each time is the median of ``--repeats`` repeats (each repeat loops for
@@ -46,6 +49,8 @@ from typing import Any
 from timing import fmt, interleaved, load_average, warm_cpu
 
 CASES = ("lorenz", "rosenbrock", "pde")
+#: Cases timed in this process only (no first-call subprocess of their own).
+BENCH_CASES = CASES + ("hessian",)
 LORENZ_ARGS = (10.0, 28.0, 8.0 / 3.0)
 FORWARDDIFF_SECONDS = 0.28  # ForwardDiff.jl docs: Rosenbrock gradient, n = 10,000, their machine
 RTOL = ATOL = 1e-9
@@ -86,6 +91,14 @@ def numba_problems() -> dict[str, Any]:
         return r
 
     return {"lorenz": lorenz, "rosenbrock": rosenbrock, "pde": pde}
+
+
+def jax_rosenbrock_loop(x: Any) -> Any:
+    """The loop Rosenbrock as written for Numba, for jax (the Python loop is traced)."""
+    s = 0.0
+    for i in range(x.shape[0] - 1):
+        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+    return s
 
 
 def jax_problems(jnp: Any) -> dict[str, Any]:
@@ -135,6 +148,18 @@ def rosenbrock_gradient(x: Any) -> Any:
     g[:-1] += -400.0 * x[:-1] * inner - 2.0 * (1.0 - x[:-1])
     g[1:] += 200.0 * inner
     return g
+
+
+def rosenbrock_hessian(x: Any) -> Any:
+    import numpy as np
+
+    n = x.shape[0]
+    h = np.zeros((n, n))
+    i = np.arange(n - 1)
+    h[i, i] += 1200.0 * x[:-1] ** 2 - 400.0 * x[1:] + 2.0
+    h[i + 1, i + 1] += 200.0
+    h[i, i + 1] = h[i + 1, i] = -400.0 * x[:-1]
+    return h
 
 
 def pde_jvp(u: Any, v: Any) -> Any:
@@ -637,6 +662,83 @@ def bench_compile(opts: argparse.Namespace, jax: Any, table: Table) -> None:
             print("# note: `import dualad` imported numba itself")
 
 
+# --- 5. compiled Hessians -----------------------------------------------------------------------
+
+
+def bench_hessian(problems: dict[str, Any], jax: Any, opts: argparse.Namespace, table: Table):
+    """Hessian and HVP of the loop Rosenbrock: compiled (nested Duals) against jax.jit of
+    jax.hessian on the same loop function, and against dualad's NumPy engine."""
+    import numpy as np
+
+    import dualad as da
+    import dualad.numba as dn
+
+    f = problems["rosenbrock"]
+    n = opts.hessian_n
+    x, _ = inputs("rosenbrock", n)
+    v = np.linspace(-1.0, 1.0, n)
+    case = f"Rosenbrock (loop) Hessian n={n}"
+    start = time.perf_counter()
+    ours = da.hessian(f, x)
+    first = time.perf_counter() - start
+    check_ours(case, ours, rosenbrock_hessian(x))
+    ours_hvp = da.hvp(f, x, v)
+    check_ours(f"{case} HVP", ours_hvp, rosenbrock_hessian(x) @ v)
+    calls: dict[str, Callable[[], object]] = {
+        "da": lambda: da.hessian(f, x),
+        "numpy": lambda: da.hessian(f, x, engine="numpy"),
+        "hvp": lambda: da.hvp(f, x, v),
+    }
+    if jax is not None:
+
+        def make():
+            hess = jax.jit(jax.hessian(jax_rosenbrock_loop))
+            xj = jax.device_put(x)
+            return lambda: hess(xj).block_until_ready()
+
+        def make_hvp():
+            grad = jax.grad(jax_rosenbrock_loop)
+            hvp = jax.jit(lambda x, v: jax.jvp(grad, (x,), (v,))[1])
+            xj, vj = jax.device_put(x), jax.device_put(v)
+            return lambda: hvp(xj, vj).block_until_ready()
+
+        peer = checked_peer("jax.jit(hessian)", make, ours, table, case)
+        if peer is not None:
+            calls["jax"] = peer
+        peer = checked_peer("jax.jit(jvp of grad)", make_hvp, ours_hvp, table, case + " HVP")
+        if peer is not None:
+            calls["jax hvp"] = peer
+    warm_cpu()
+    t = interleaved(calls, opts.repeats, opts.min_seconds)
+    K = dn.chunk_size_for(n, None, dn.SECOND_ORDER_CHUNK)
+    label = f"{case}: da.hessian compiled (K={K})"
+    if "jax" in t:
+        ratio = t["jax"] / t["da"]
+        table.add(
+            label, t["da"], f"jax.jit(hessian) {fmt(t['jax'])}", ratio, "jax/ours >= 5", ratio >= 5
+        )
+    else:
+        table.add(label, t["da"], "jax: not timed" if jax else "jax: skipped")
+    table.add(
+        f"{case}: da.hessian engine='numpy'",
+        t["numpy"],
+        "compiled / NumPy engine",
+        t["numpy"] / t["da"],
+        "(info)",
+    )
+    if "jax hvp" in t:
+        table.add(
+            f"{case}: da.hvp compiled",
+            t["hvp"],
+            f"jax.jit(jvp of grad) {fmt(t['jax hvp'])}",
+            t["jax hvp"] / t["hvp"],
+            "(info)",
+        )
+    else:
+        table.add(f"{case}: da.hvp compiled", t["hvp"])
+    table.add(f"{case}: da.hessian first call (compiles)", first, "-", None, "(info)")
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -659,8 +761,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--cases",
-        default=",".join(CASES + ("compile",)),
-        help="comma-separated subset of lorenz,rosenbrock,pde,compile (default: all)",
+        default=",".join(BENCH_CASES + ("compile",)),
+        help="comma-separated subset of lorenz,rosenbrock,pde,hessian,compile (default: all)",
     )
     parser.add_argument("--compile-only", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--primal-first", action="store_true", help=argparse.SUPPRESS)
@@ -672,9 +774,10 @@ def main() -> None:
         compile_only(opts.compile_only, opts.n, opts.primal_first, not opts.no_jax)
         return
     opts.cases = {c.strip() for c in opts.cases.split(",") if c.strip()}
-    unknown = opts.cases - set(CASES + ("compile",))
+    unknown = opts.cases - set(BENCH_CASES + ("compile",))
     if unknown:
-        parser.error(f"unknown case(s) {sorted(unknown)}; choose from {CASES + ('compile',)}")
+        choices = BENCH_CASES + ("compile",)
+        parser.error(f"unknown case(s) {sorted(unknown)}; choose from {choices}")
     if opts.repeats is None:
         opts.repeats = 3 if opts.quick else 7
     if opts.compile_runs is None:
@@ -682,6 +785,7 @@ def main() -> None:
     opts.min_seconds = 0.02 if opts.quick else 0.05
     opts.chunk_sizes = (32,) if opts.quick else (8, 16, 24, 32)
     opts.small_n = None if opts.quick else 1000
+    opts.hessian_n = 30 if opts.quick else 100
     opts.primal_first_variant = not opts.quick
 
     import numba
@@ -706,6 +810,7 @@ def main() -> None:
         (bench_lorenz, "lorenz"),
         (bench_rosenbrock, "rosenbrock"),
         (bench_pde, "pde"),
+        (bench_hessian, "hessian"),
     ):
         if name not in opts.cases:
             continue

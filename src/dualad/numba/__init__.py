@@ -23,11 +23,12 @@ from numba.core import errors
 
 from ..dual import DualError
 from ..transforms import checked_chunk_size
-from . import arrays, drivers, scalars  # noqa: F401 - arrays registers its overloads on import
+from . import arrays, drivers, scalars, second  # noqa: F401 - arrays registers its overloads
 from .dualtypes import DualArrayType, DualType
 
 __all__ = [
     "CHUNK_THRESHOLD",
+    "SECOND_ORDER_CHUNK",
     "DualArrayType",
     "DualType",
     "NotCompilable",
@@ -40,6 +41,11 @@ __all__ = [
 #: inputs, else balanced chunks of at most this many (ForwardDiff.jl's rule, with its default).
 CHUNK_THRESHOLD = 12
 
+#: Directions per level of a compiled Hessian's nested Duals (each pass fills a K x K block) when
+#: the caller does not say: larger K makes fewer passes, but each costs (1 + K)**2 entries per
+#: scalar and compiles for much longer (about 5x from K = 2 to K = 12).
+SECOND_ORDER_CHUNK = 4
+
 #: Seconds spent in the first call of each (function, driver, K), for the benchmark's report.
 compile_times: dict[tuple[str, str, int], float] = {}
 
@@ -48,13 +54,13 @@ _for_duals: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _drivers: dict[tuple[Any, str, int], Any] = {}
 
 
-def chunk_size_for(n: int, chunk_size: int | None = None) -> int:
+def chunk_size_for(n: int, chunk_size: int | None = None, threshold: int = CHUNK_THRESHOLD) -> int:
     """K for n inputs: ``chunk_size`` if given, else n up to the threshold, else balanced."""
     if chunk_size is not None:
         return max(1, min(checked_chunk_size(chunk_size), n))
-    if n <= CHUNK_THRESHOLD:
+    if n <= threshold:
         return max(n, 1)
-    return math.ceil(n / math.ceil(n / CHUNK_THRESHOLD))
+    return math.ceil(n / math.ceil(n / threshold))
 
 
 def for_duals(f: Callable[..., Any]) -> Any:
@@ -101,25 +107,30 @@ def summary(message: str) -> str:
     return (reasons or lines or ["no reason given"])[0]
 
 
-def driver(f: Callable[..., Any], kind: str, K: int) -> Any:
+def driver(f: Callable[..., Any], kind: str, K: Any) -> Any:
     """The compiled driver of ``kind`` for ``f`` and K, made once and then reused."""
     key = (f, kind, K)
     if key not in _drivers:
         scalars.register_table()
         if kind == "value_and_jacobian":
-            _drivers[key] = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
+            made = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
         elif kind == "jacobian":
-            _drivers[key] = drivers.make_jacobian(driver(f, "value_and_jacobian", K))
+            made = drivers.make_jacobian(driver(f, "value_and_jacobian", K))
         elif kind == "jvp":
-            _drivers[key] = drivers.make_jvp(for_duals(f), (0.0,) * K)
+            made = drivers.make_jvp(for_duals(f), (0.0,) * K)
+        elif kind == "hessian":
+            made = second.make_hessian(for_duals(f), (0.0,) * K)
+        elif kind == "hvp":  # K is (inner chunk, directions)
+            made = second.make_hvp(for_duals(f), (0.0,) * K[0], (0.0,) * K[1])
         elif kind == "batch_jvp":
-            _drivers[key] = drivers.make_batch_jvp(driver(f, "jvp", K))
+            made = drivers.make_batch_jvp(driver(f, "jvp", K))
         else:
-            _drivers[key] = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
+            made = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
+        _drivers[key] = made
     return _drivers[key]
 
 
-def run(f: Callable[..., Any], kind: str, K: int, *arguments: Any) -> Any:
+def run(f: Callable[..., Any], kind: str, K: Any, *arguments: Any) -> Any:
     """Call the driver of ``kind`` for ``f`` and K, compiling it on first use (timed)."""
     compiled = _drivers.get((f, kind, K))
     if compiled is None:
