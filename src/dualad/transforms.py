@@ -402,6 +402,8 @@ def _compiled_jacobian(
     """
     point = _float64_point(x)
     K = compiled.chunk_size_for(point.size, chunk_size)
+    if chunk_size is None:
+        K = compiled.reuse_chunk(f, kind, point.size, K)
     try:
         result = compiled.run(f, kind, K, point, *args)
     except compiled.NotCompilable as error:

@@ -23,7 +23,7 @@ from numba.core import errors
 
 from ..dual import DualError
 from ..transforms import checked_chunk_size
-from . import arrays, drivers, scalars, second  # noqa: F401 - arrays registers its overloads
+from . import arrays, cache, drivers, scalars, second  # noqa: F401 - arrays registers overloads
 from .dualtypes import DualArrayType, DualType
 
 __all__ = [
@@ -61,6 +61,20 @@ def chunk_size_for(n: int, chunk_size: int | None = None, threshold: int = CHUNK
     if n <= threshold:
         return max(n, 1)
     return math.ceil(n / math.ceil(n / threshold))
+
+
+def reuse_chunk(f: Callable[..., Any], kind: str, n: int, K: int) -> int:
+    """K, or a larger K already compiled for ``f`` and ``kind`` that takes the same number of
+    passes over n inputs (so a sweep over n compiles fewer drivers, at no cost in passes; each
+    pass carries the wider chunk).  A single pass keeps K = n: its Jacobian is the partials."""
+    passes = -(-n // K)
+    if passes < 2 or (f, kind, K) in _drivers:
+        return K
+    for g, done_kind, done_K in _drivers:
+        if g is f and done_kind == kind and isinstance(done_K, int) and done_K > K:
+            if -(-n // done_K) == passes:
+                return done_K
+    return K
 
 
 def for_duals(f: Callable[..., Any]) -> Any:
@@ -108,7 +122,8 @@ def summary(message: str) -> str:
 
 
 def driver(f: Callable[..., Any], kind: str, K: Any) -> Any:
-    """The compiled driver of ``kind`` for ``f`` and K, made once and then reused."""
+    """The compiled driver of ``kind`` for ``f`` and K, made once and then reused (and kept on
+    disk across processes, see :mod:`.cache`)."""
     key = (f, kind, K)
     if key not in _drivers:
         scalars.register_table()
@@ -126,7 +141,7 @@ def driver(f: Callable[..., Any], kind: str, K: Any) -> Any:
             made = drivers.make_batch_jvp(driver(f, "jvp", K))
         else:
             made = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
-        _drivers[key] = made
+        _drivers[key] = cache.cached(made, f, kind, K, parallel=kind.startswith("batch"))
     return _drivers[key]
 
 
