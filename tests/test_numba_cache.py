@@ -154,3 +154,32 @@ def test_a_sweep_over_n_reuses_a_wider_driver():
     compiled = {K for g, kind, K in dn._drivers if g is squares}
     assert compiled == {12}
     assert dn.chunk_size_for(30) == 10  # what a fresh function would have compiled
+
+
+def test_an_entry_that_will_not_load_means_compiling_without_the_cache(monkeypatch, tmp_path):
+    import numba
+    import numpy as np
+
+    import dualad as da
+    import dualad.numba as dn
+
+    @numba.njit
+    def halves(x):
+        return 0.5 * x[0] * x[1]
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(cache, "_disabled", [])
+    real, failures = dn._call, []
+
+    def first_load_fails(compiled, f, K, arguments):
+        if not failures:
+            failures.append(compiled)
+            raise ImportError("No module named '<dynamic>'")  # what a stale environment gives
+        return real(compiled, f, K, arguments)
+
+    monkeypatch.setattr(dn, "_call", first_load_fails)
+    with pytest.warns(UserWarning, match="could not load a compiled driver from its disk cache"):
+        g = da.gradient(halves, np.array([2.0, 3.0]))
+    np.testing.assert_array_equal(g, [1.5, 1.0])
+    assert cache.cache_folder() is None  # the rest of the process compiles without it
+    assert dn.driver(halves, "value_and_jacobian", 2) is not failures[0]

@@ -727,6 +727,17 @@ def batch_jacobian(
     return jacs.reshape(points.shape[:1] + value0.shape + points.shape[1:])
 
 
+def _compiled_second_order_wanted(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> bool:
+    """True when a Hessian or HVP should try the compiled engine (a Numba function, or
+    engine="numba", at a plain point; engine="numba" at a Dual point is refused, saying why)."""
+    if engine == "numpy":
+        return False
+    if isinstance(x, Carrier) or _any_carrier(args):
+        _compiled_engine(f, x, args, engine)  # raises for engine="numba"
+        return False
+    return engine == "numba" or _is_numba_function(f)
+
+
 def _compiled_second_order(
     f: Any, x: Any, args: tuple[Any, ...], engine: str, kind: str, K: Any, *arguments: Any
 ) -> Any:
@@ -761,8 +772,8 @@ def hessian(
     ``engine`` is as for :func:`value_and_jacobian`.
     """
     _check_engine(engine)
-    point = _float64_point(x) if engine != "numpy" and not isinstance(x, Carrier) else None
-    if point is not None and (_is_numba_function(f) or engine == "numba"):
+    if _compiled_second_order_wanted(f, x, args, engine):
+        point = _float64_point(x)
         compiled = _compiled or _load_compiled()
         K = compiled.chunk_size_for(point.size, chunk_size, compiled.SECOND_ORDER_CHUNK)
         h = _compiled_second_order(f, point, args, engine, "hessian", K, point)
@@ -797,8 +808,8 @@ def hvp(
     directions are v; ``engine`` is as for :func:`value_and_jacobian`.
     """
     _check_engine(engine)
-    point = _float64_point(x) if engine != "numpy" and not isinstance(x, Carrier) else None
-    if point is not None and (_is_numba_function(f) or engine == "numba"):
+    if _compiled_second_order_wanted(f, x, args, engine):
+        point = _float64_point(x)
         compiled = _compiled or _load_compiled()
         directions, single = _directions(point.shape, v, "hvp")
         directions = np.ascontiguousarray(directions, dtype=np.float64)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -151,7 +152,23 @@ def run(f: Callable[..., Any], kind: str, K: Any, *arguments: Any) -> Any:
     if compiled is None:
         compiled = driver(f, kind, K)
         start = time.perf_counter()
-        result = _call(compiled, f, K, arguments)
+        try:
+            result = _call(compiled, f, K, arguments)
+        except cache.LOAD_ERRORS as error:
+            if not cache.enabled():
+                raise
+            # a cache entry Numba cannot load back: compile without the disk cache from now on
+            warnings.warn(
+                f"dualad could not load a compiled driver from its disk cache ({error!r}); "
+                f"compiling without the cache in this process (set {cache.ENV_VAR}=off to "
+                "silence this, or delete the cache folder)",
+                stacklevel=3,
+            )
+            cache.disable()
+            for key in [key for key in _drivers if key[0] is f]:
+                del _drivers[key]
+            compiled = driver(f, kind, K)
+            result = _call(compiled, f, K, arguments)
         compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start
         return result
     return _call(compiled, f, K, arguments)

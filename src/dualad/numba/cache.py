@@ -27,6 +27,7 @@ import importlib.util
 import inspect
 import marshal
 import os
+import pickle
 import sys
 import tempfile
 import textwrap
@@ -44,6 +45,23 @@ __all__ = ["ENV_VAR", "cache_folder", "cached", "function_key"]
 
 ENV_VAR = "DUALAD_CACHE_DIR"
 _OFF = ("", "0", "off", "none", "false")
+
+#: What loading a cache entry back can raise (an environment whose module is gone, a truncated
+#: file): the caller then compiles without the cache.
+LOAD_ERRORS = (ImportError, AttributeError, EOFError, pickle.UnpicklingError)
+
+#: Set once a cache entry could not be loaded: this process then compiles without the cache.
+_disabled: list[bool] = []
+
+
+def disable() -> None:
+    """Stop using the disk cache in this process (after an entry that would not load)."""
+    _disabled.append(True)
+
+
+def enabled() -> bool:
+    """True while a cache folder is in use."""
+    return not _disabled and cache_folder() is not None
 
 
 def _default_root() -> Path:
@@ -154,7 +172,7 @@ def function_key(f: Any) -> str | None:
 def cache_folder() -> Path | None:
     """The writable folder for this engine's drivers, or None (no disk cache)."""
     setting = os.environ.get(ENV_VAR)
-    if setting is not None and setting.strip().lower() in _OFF:
+    if _disabled or (setting is not None and setting.strip().lower() in _OFF):
         return None
     root = Path(setting) if setting else _default_root()
     folder = root / f"drivers-{_engine_sources()[:16]}"
