@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dualad
@@ -121,6 +122,14 @@ def test_the_key_follows_dualad_version_and_the_function(monkeypatch):
     one = cache.function_key(namespace["f"])
     namespace["A"] = 2.0
     assert cache.function_key(namespace["f"]) != one
+    namespace["A"] = [1.0, 2.0]  # lists, tuples and arrays by their contents
+    listed = cache.function_key(namespace["f"])
+    namespace["A"] = [1.0, 3.0]
+    assert cache.function_key(namespace["f"]) != listed
+    namespace["A"] = np.ones(3)
+    ones = cache.function_key(namespace["f"])
+    namespace["A"] = np.full(3, 2.0)
+    assert cache.function_key(namespace["f"]) != ones
     assert cache.function_key(len) is None  # no Python code: not cached
     anonymous: dict = {}
     exec("def g(x):\n    return x\n", anonymous)  # noqa: S102

@@ -107,15 +107,21 @@ def _value_digest(value: Any, digest: Any) -> None:
         digest.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, (int, float, complex, bool, str, bytes, type(None))):
         digest.update(repr(value).encode())
-    elif isinstance(value, tuple):
+    elif isinstance(value, (tuple, list)):
+        digest.update(type(value).__name__.encode())
         for item in value:
             _value_digest(item, digest)
-    elif isinstance(value, types.FunctionType):
-        digest.update(value.__qualname__.encode())
-    else:
-        digest.update(
-            type(value).__qualname__.encode() + repr(getattr(value, "__name__", "")).encode()
-        )
+    elif isinstance(value, dict):
+        for key in sorted(value, key=repr):
+            _value_digest(key, digest)
+            _value_digest(value[key], digest)
+    elif isinstance(value, (types.ModuleType, type)) or callable(value):
+        # a function's code is keyed by function_key itself; a module, class, ufunc or
+        # dispatcher by its name (their reprs may hold addresses)
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", "")
+        digest.update(f"{type(value).__qualname__}:{name}".encode())
+    else:  # anything else by its repr: at worst a miss (an address in it), never stale
+        digest.update(f"{type(value).__qualname__}:{value!r}".encode())
 
 
 def _rules_digest(digest: Any) -> None:
