@@ -106,6 +106,7 @@ def test_the_default_folder_is_the_users_cache_not_the_package(monkeypatch, tmp_
 
 
 def test_the_key_follows_dualad_version_and_the_function(monkeypatch):
+    cache._engine_sources.cache_clear()  # the sources as they are now
     before = cache._engine_sources()
     monkeypatch.setattr(dualad, "__version__", "0.0.0-test")
     cache._engine_sources.cache_clear()
