@@ -400,7 +400,9 @@ def test_default_chunk_size_beyond_the_threshold(monkeypatch):
     u, source, left, right = pde_point(25)
     args = (source, left, right)
     default = da.jacobian(pde_residual, u, args=args)
-    assert chunks == [9]  # 25 columns in 3 passes of 9, 9, 7
+    # 25 columns in 3 passes: of 9, 9, 7 (K = 9), or of a wider K that an earlier test already
+    # compiled for this function and that takes 3 passes too (dn.reuse_chunk)
+    assert len(chunks) == 1 and chunks[0] in (9, 10, 11, 12)
     np.testing.assert_array_equal(da.jacobian(pde_residual, u, args=args, chunk_size=5), default)
     assert_close(default, pde_jac(u))
 
