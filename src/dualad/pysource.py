@@ -7,7 +7,8 @@ pyobject").  :func:`python_source` rebuilds the function (and, recursively, the 
 with a copy of its globals and closure cells in which every Numba dispatcher is replaced by its
 rebuilt ``py_func``.  The copy is made per call and shared with nobody, so it is thread-safe and
 sees the globals as they are at that call; a function that names no dispatcher is returned as it
-is.  A helper reached as a module attribute (``helpers.sq(x)``) is not redirected: import it by
+is.  (A rebuilt function that assigns a global, ``global count``, assigns it in that copy.)
+A helper reached as a module attribute (``helpers.sq(x)``) is not redirected: import it by
 name (``from helpers import sq``) for the NumPy engine to differentiate through it.
 """
 

@@ -439,6 +439,8 @@ def _compiled_jacobian(
     """
     point = _float64_point(x)
     K = compiled.chunk_size_for(point.size, chunk_size)
+    if chunk_size is None:
+        K = compiled.reuse_chunk(f, kind, point.size, K)
     try:
         result = compiled.run(f, kind, K, point, *args)
     except compiled.NotCompilable as error:
@@ -764,15 +766,31 @@ def batch_jacobian(
     return jacs.reshape(points.shape[:1] + value0.shape + points.shape[1:])
 
 
-def _numpy_second_order(f: Any, engine: str, who: str) -> Callable[..., Any]:
-    """The Python source that the NumPy engine differentiates twice for ``who``."""
-    _check_engine(engine)
-    if engine == "numba":
-        raise ValueError(
-            f"{who} with engine='numba' is not available: second derivatives run on the NumPy "
-            "engine (on a numba.njit function's Python source); pass engine='auto' or 'numpy'"
-        )
-    return _python_function(f)
+def _compiled_second_order_wanted(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> bool:
+    """True when a Hessian or HVP should try the compiled engine (a Numba function, or
+    engine="numba", at a plain point; engine="numba" at a Dual point is refused, saying why)."""
+    if engine == "numpy":
+        return False
+    if isinstance(x, Carrier) or _any_carrier(args):
+        _compiled_engine(f, x, args, engine)  # raises for engine="numba"
+        return False
+    return engine == "numba" or _is_numba_function(f)
+
+
+def _compiled_second_order(
+    f: Any, x: Any, args: tuple[Any, ...], engine: str, kind: str, K: Any, *arguments: Any
+) -> Any:
+    """A compiled Hessian or HVP (nested Duals in Numba), or None for the NumPy engine."""
+    compiled = _compiled_engine(f, x, args, engine)
+    if compiled is None:
+        return None
+    try:
+        return compiled.run(f, kind, K, *arguments, *args)
+    except compiled.NotCompilable as error:
+        if engine == "numba":
+            raise
+        _fall_back(f, error)
+        return None
 
 
 def hessian(
@@ -785,11 +803,22 @@ def hessian(
 ) -> Any:
     """Hessian of a scalar-valued ``f``, shape ``x.shape + x.shape``, by forward over forward.
 
-    The outer pass carries ``chunk_size`` directions (by default as many as keep the nested
-    partials, ``n * n * chunk`` entries, inside the memory budget); the inner gradient all ``n``.
+    On the NumPy engine the outer pass carries ``chunk_size`` directions (by default as many as
+    keep the nested partials, ``n * n * chunk`` entries, inside the memory budget); the inner
+    gradient all ``n``.  A ``numba.njit`` function (or ``engine="numba"``) runs compiled, on
+    nested Duals: one pass per block of ``chunk_size`` x ``chunk_size`` entries on or above the
+    diagonal (default ``dualad.numba.SECOND_ORDER_CHUNK``), the result exactly symmetric.
     ``engine`` is as for :func:`value_and_jacobian`.
     """
-    inner = _numpy_second_order(f, engine, "da.hessian")
+    _check_engine(engine)
+    if _compiled_second_order_wanted(f, x, args, engine):
+        point = _float64_point(x)
+        compiled = _compiled or _load_compiled()
+        K = compiled.chunk_size_for(point.size, chunk_size, compiled.SECOND_ORDER_CHUNK)
+        h = _compiled_second_order(f, point, args, engine, "hessian", K, point)
+        if h is not None:
+            return _scalar(h.reshape(point.shape + point.shape))
+    inner = _python_function(f)
     x = _as_input(x)
     n = np.size(primal(x))
     if chunk_size is None:
@@ -813,9 +842,25 @@ def hvp(
 ) -> Any:
     """Hessian-vector product ``H(x) @ v`` of a scalar-valued ``f``; shape of ``x``.
 
-    ``engine`` is as for :func:`value_and_jacobian`.
+    ``v`` may carry a trailing axis of k directions (the result then has shape
+    ``x.shape + (k,)``).  A ``numba.njit`` function runs compiled, on nested Duals whose outer
+    directions are v; ``engine`` is as for :func:`value_and_jacobian`.
     """
-    inner = _numpy_second_order(f, engine, "da.hvp")
+    _check_engine(engine)
+    if _compiled_second_order_wanted(f, x, args, engine):
+        point = _float64_point(x)
+        compiled = _compiled or _load_compiled()
+        directions, single = _directions(point.shape, v, "hvp")
+        directions = np.ascontiguousarray(directions, dtype=np.float64)
+        K = (
+            compiled.chunk_size_for(point.size, None, compiled.SECOND_ORDER_CHUNK),
+            directions.shape[-1],
+        )
+        out = _compiled_second_order(f, point, args, engine, "hvp", K, point, directions)
+        if out is not None:
+            out = out.reshape(point.shape + directions.shape[-1:])
+            return _scalar(out[..., 0] if single else out)
+    inner = _python_function(f)
     return jvp(
         lambda z: gradient(inner, z, mode="forward", args=args, engine="numpy"),
         x,

@@ -15,6 +15,7 @@ import math
 import re
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -24,11 +25,12 @@ from numba.core import errors
 
 from ..dual import DualError
 from ..transforms import checked_chunk_size
-from . import arrayops, arrays, drivers, reductions, scalars  # noqa: F401 - overloads on import
+from . import arrayops, arrays, cache, drivers, reductions, scalars, second  # noqa: F401 - overloads
 from .dualtypes import DualArrayType, DualType
 
 __all__ = [
     "CHUNK_THRESHOLD",
+    "SECOND_ORDER_CHUNK",
     "DualArrayType",
     "DualType",
     "NotCompilable",
@@ -41,6 +43,11 @@ __all__ = [
 #: inputs, else balanced chunks of at most this many (ForwardDiff.jl's rule, with its default).
 CHUNK_THRESHOLD = 12
 
+#: Directions per level of a compiled Hessian's nested Duals (each pass fills a K x K block) when
+#: the caller does not say: larger K makes fewer passes, but each costs (1 + K)**2 entries per
+#: scalar and compiles for much longer (about 5x from K = 2 to K = 12).
+SECOND_ORDER_CHUNK = 4
+
 #: Seconds spent in the first call of each (function, driver, K), for the benchmark's report.
 compile_times: dict[tuple[str, str, int], float] = {}
 
@@ -49,13 +56,27 @@ _for_duals: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _drivers: dict[tuple[Any, str, int], Any] = {}
 
 
-def chunk_size_for(n: int, chunk_size: int | None = None) -> int:
+def chunk_size_for(n: int, chunk_size: int | None = None, threshold: int = CHUNK_THRESHOLD) -> int:
     """K for n inputs: ``chunk_size`` if given, else n up to the threshold, else balanced."""
     if chunk_size is not None:
         return max(1, min(checked_chunk_size(chunk_size), n))
-    if n <= CHUNK_THRESHOLD:
+    if n <= threshold:
         return max(n, 1)
-    return math.ceil(n / math.ceil(n / CHUNK_THRESHOLD))
+    return math.ceil(n / math.ceil(n / threshold))
+
+
+def reuse_chunk(f: Callable[..., Any], kind: str, n: int, K: int) -> int:
+    """K, or a larger K already compiled for ``f`` and ``kind`` that takes the same number of
+    passes over n inputs (so a sweep over n compiles fewer drivers, at no cost in passes; each
+    pass carries the wider chunk).  A single pass keeps K = n: its Jacobian is the partials."""
+    passes = -(-n // K)
+    if passes < 2 or (f, kind, K) in _drivers:
+        return K
+    for g, done_kind, done_K in _drivers:
+        if g is f and done_kind == kind and isinstance(done_K, int) and done_K > K:
+            if -(-n // done_K) == passes:
+                return done_K
+    return K
 
 
 def for_duals(f: Callable[..., Any]) -> Any:
@@ -108,8 +129,9 @@ def summary(message: str) -> str:
 _compiling = threading.RLock()
 
 
-def driver(f: Callable[..., Any], kind: str, K: int) -> Any:
-    """The compiled driver of ``kind`` for ``f`` and K, made once and then reused."""
+def driver(f: Callable[..., Any], kind: str, K: Any) -> Any:
+    """The compiled driver of ``kind`` for ``f`` and K, made once and then reused (and kept on
+    disk across processes, see :mod:`.cache`)."""
     key = (f, kind, K)
     ready = _drivers.get(key)
     if ready is not None:
@@ -118,37 +140,63 @@ def driver(f: Callable[..., Any], kind: str, K: int) -> Any:
         return _make_driver(f, kind, K)
 
 
-def _make_driver(f: Callable[..., Any], kind: str, K: int) -> Any:
+def _make_driver(f: Callable[..., Any], kind: str, K: Any) -> Any:
     key = (f, kind, K)
     if key not in _drivers:
         scalars.register_table()
         arrayops.register_table()
         if kind == "value_and_jacobian":
-            _drivers[key] = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
+            made = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
         elif kind == "jacobian":
-            _drivers[key] = drivers.make_jacobian(driver(f, "value_and_jacobian", K))
+            made = drivers.make_jacobian(driver(f, "value_and_jacobian", K))
         elif kind == "jvp":
-            _drivers[key] = drivers.make_jvp(for_duals(f), (0.0,) * K)
+            made = drivers.make_jvp(for_duals(f), (0.0,) * K)
+        elif kind == "hessian":
+            made = second.make_hessian(for_duals(f), (0.0,) * K)
+        elif kind == "hvp":  # K is (inner chunk, directions)
+            made = second.make_hvp(for_duals(f), (0.0,) * K[0], (0.0,) * K[1])
         elif kind == "batch_jvp":
-            _drivers[key] = drivers.make_batch_jvp(driver(f, "jvp", K))
+            made = drivers.make_batch_jvp(driver(f, "jvp", K))
         else:
-            _drivers[key] = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
+            made = drivers.make_batch_jacobian(driver(f, "value_and_jacobian", K))
+        _drivers[key] = cache.cached(made, f, kind, K, parallel=kind.startswith("batch"))
     return _drivers[key]
 
 
-def run(f: Callable[..., Any], kind: str, K: int, *arguments: Any) -> Any:
+def run(f: Callable[..., Any], kind: str, K: Any, *arguments: Any) -> Any:
     """Call the driver of ``kind`` for ``f`` and K, compiling it on first use (timed)."""
     compiled = _drivers.get((f, kind, K))
     if compiled is None:
         with _compiling:
             compiled = _drivers.get((f, kind, K))
             if compiled is None:  # not made by a thread that held the lock first
-                compiled = driver(f, kind, K)
-                start = time.perf_counter()
-                result = _call(compiled, f, K, arguments)
-                compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start
-                return result
+                return _first_call(f, kind, K, arguments)
     return _call(compiled, f, K, arguments)
+
+
+def _first_call(f: Callable[..., Any], kind: str, K: Any, arguments: tuple[Any, ...]) -> Any:
+    """Make the driver and call it once (the call compiles it), timed; under ``_compiling``."""
+    compiled = driver(f, kind, K)
+    start = time.perf_counter()
+    try:
+        result = _call(compiled, f, K, arguments)
+    except cache.LOAD_ERRORS as error:
+        if not cache.enabled():
+            raise
+        # a cache entry Numba cannot load back: compile without the disk cache from now on
+        warnings.warn(
+            f"dualad could not load a compiled driver from its disk cache ({error!r}); "
+            f"compiling without the cache in this process (set {cache.ENV_VAR}=off to "
+            "silence this, or delete the cache folder)",
+            stacklevel=4,
+        )
+        cache.disable()
+        for key in [key for key in _drivers if key[0] is f]:
+            del _drivers[key]
+        compiled = driver(f, kind, K)
+        result = _call(compiled, f, K, arguments)
+    compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start
+    return result
 
 
 def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ...]) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, errors
 from numba.extending import (
     intrinsic,
     lower_cast,
@@ -37,16 +37,27 @@ def overload_first(func):  # noqa: ANN001, ANN201
 
 
 class DualType(types.Type):
-    """A dual number with K partials, inside compiled code."""
+    """A dual number with K partials, inside compiled code.
 
-    def __init__(self, K: int) -> None:
-        self.K = K
-        self.partials_type = types.UniTuple(types.float64, K)
-        super().__init__(name=f"Dual(K={K})")
+    ``base`` is the type of its value and of each partial: float64, or a Dual type for a nested
+    (second-order) dual number, whose outer partials are Duals of the inner directions.  The
+    generated overloads work at every level: an inner value is computed by the inner overloads.
+    """
+
+    def __init__(self, K: int, base: Any = types.float64) -> None:
+        self.K, self.base = K, base
+        self.partials_type = types.UniTuple(base, K)
+        nested = "" if base == types.float64 else f", of {base}"
+        super().__init__(name=f"Dual(K={K}{nested})")
 
     def unify(self, typingctx, other):  # noqa: ANN001 - numba's protocol
-        if isinstance(other, _REAL):
+        if isinstance(other, _REAL) or other == self.base:
             return self
+        return None
+
+    def can_convert_from(self, typingctx, other):  # noqa: ANN001 - numba's protocol
+        if other == self.base and isinstance(other, DualType):
+            return types.Conversion.safe
         return None
 
 
@@ -74,7 +85,7 @@ class DualDtypeType(types.Dummy):
 @register_model(DualType)
 class _DualModel(models.StructModel):
     def __init__(self, dmm, fe_type):  # noqa: ANN001
-        members = [("value", types.float64), ("partials", fe_type.partials_type)]
+        members = [("value", fe_type.base), ("partials", fe_type.partials_type)]
         super().__init__(dmm, fe_type, members)
 
 
@@ -98,6 +109,7 @@ def generate(source: str, name: str = "impl", label: str = "generated", **names:
     for one type, e.g. with K unrolled), seeing ``make_dual``, ``make_dual_array``, ``np``,
     ``math`` and ``names``.  Its file is ``<dualad label>``, which error locations skip."""
     env = {"make_dual": make_dual, "make_dual_array": make_dual_array, "np": np, "math": math}
+    env["__name__"] = __name__  # an importable module: Numba's disk cache rebuilds from it
     env.update(names)
     exec(compile(source, f"<dualad {label}>", "exec"), env)  # noqa: S102
     return env[name]
@@ -117,17 +129,38 @@ def _k_of(marker) -> int | None:  # noqa: ANN001
     return None
 
 
+def _base_of(value: Any, partials: Any) -> Any:
+    """The base type of a Dual made of ``value`` and ``partials``: float64, or the Dual type
+    that the value or a partial is (a nested Dual), or None when they do not fit together."""
+    found = [t for t in (value, *partials) if isinstance(t, DualType)]
+    if not found:
+        return types.float64 if isinstance(value, _REAL) else None
+    if any(t != found[0] for t in found) or not all(
+        isinstance(t, (DualType, *_REAL)) for t in (value, *partials)
+    ):
+        return None
+    return found[0]
+
+
 @intrinsic
 def make_dual(typingctx, value, partials):  # noqa: ANN001
-    """A Dual from a real value and a K-tuple of reals (cast to float64)."""
-    if not isinstance(value, _REAL) or not isinstance(partials, types.BaseTuple):
+    """A Dual from a value and a K-tuple of partials: reals (cast to float64), or Duals of one
+    type (a nested Dual; reals among them are cast to that type)."""
+    if not isinstance(partials, types.BaseTuple):
         return None
-    result = DualType(len(partials))
+    base = _base_of(value, partials)
+    if base is None:
+        return None
+    result = DualType(len(partials), base)
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
         dual = cgutils.create_struct_proxy(result)(context, builder)
-        dual.value = context.cast(builder, args[0], sig.args[0], types.float64)
-        dual.partials = context.cast(builder, args[1], sig.args[1], result.partials_type)
+        dual.value = context.cast(builder, args[0], sig.args[0], base)
+        items = [
+            context.cast(builder, builder.extract_value(args[1], k), sig.args[1][k], base)
+            for k in range(len(partials))
+        ]
+        dual.partials = context.make_tuple(builder, result.partials_type, items)
         return dual._getvalue()
 
     return result(value, partials), codegen
@@ -186,7 +219,16 @@ def dual_dtype(typingctx, k_marker):  # noqa: ANN001
 @lower_cast(types.Boolean, DualType)
 def _real_to_dual(context, builder, fromty, toty, val):  # noqa: ANN001
     dual = cgutils.create_struct_proxy(toty)(context, builder)
-    dual.value = context.cast(builder, val, fromty, types.float64)
+    dual.value = context.cast(builder, val, fromty, toty.base)
     zero = context.get_constant(types.float64, 0.0)
+    zero = context.cast(builder, zero, types.float64, toty.base)
     dual.partials = context.make_tuple(builder, toty.partials_type, [zero] * toty.K)
     return dual._getvalue()
+
+
+@lower_cast(DualType, DualType)
+def _dual_to_nested(context, builder, fromty, toty, val):  # noqa: ANN001
+    """A Dual as the value of a nested Dual of its type, with zero outer partials."""
+    if toty.base != fromty:
+        raise errors.NumbaNotImplementedError(f"cannot convert {fromty} to {toty}")
+    return _real_to_dual(context, builder, fromty, toty, val)

@@ -77,80 +77,94 @@ def take_problem(message: str) -> str | None:
 # --- compiling the rules' partials ---------------------------------------------------------------
 
 #: Python helpers of rules.py replaced by what they are in compiled code, where every value is
-#: a plain float.
-_SUBSTITUTES: dict[Any, Any] = {}
-_jitted: dict[Any, Any] = {}
+#: a plain float (depth 0) or a Dual (depth 1, the partials of a nested Dual), by depth.
+_SUBSTITUTES: dict[int, dict[Any, Any]] = {}
+_jitted: dict[tuple[Any, int], Any] = {}
 
 
-def _substitutes() -> dict[Any, Any]:
-    if not _SUBSTITUTES:
-        _SUBSTITUTES[rules._is_plain_number] = numba.njit(lambda p: True)
+def _substitutes(depth: int = 0) -> dict[Any, Any]:
+    if depth not in _SUBSTITUTES:
+        subs = _SUBSTITUTES[depth] = {}
+        subs[rules._is_plain_number] = numba.njit(lambda p: True)
         # Numba computes np.power(x, 2) by pow() but x ** 2 by multiplication: same values.
-        _SUBSTITUTES[np.power] = numba.njit(lambda x, p: x**p, error_model="numpy")
-    return _SUBSTITUTES
+        subs[np.power] = numba.njit(lambda x, p: x**p, error_model="numpy")
+    return _SUBSTITUTES[depth]
 
 
-_scalar_numpy: Any = None
+_scalar_numpy: dict[int, Any] = {}
 
 
-def _numpy_for_scalars() -> Any:
+def _numpy_for_scalars(depth: int = 0) -> Any:
     """NumPy as the partials see it in compiled code: ``np.where(c, a, b)`` is ``a if c else b``.
 
     Every value there is a scalar, and Numba's own np.where would build 0-d arrays, costing about
     a second of compilation for the power rule alone.
     """
-    global _scalar_numpy
-    if _scalar_numpy is None:
-        _scalar_numpy = pytypes.ModuleType("numpy")
-        _scalar_numpy.__dict__.update(np.__dict__)
-        _scalar_numpy.where = numba.njit(lambda c, a, b: a if c else b)
-    return _scalar_numpy
+    if depth not in _scalar_numpy:
+        module = _scalar_numpy[depth] = pytypes.ModuleType("numpy")
+        module.__dict__.update(np.__dict__)
+        module.where = numba.njit(lambda c, a, b: a if c else b)
+    return _scalar_numpy[depth]
 
 
-def _compiled_value(value: Any) -> Any:
+def _compiled_value(value: Any, depth: int = 0) -> Any:
     """What a global or closure variable of a partial becomes in compiled code."""
     if value is np:
-        return _numpy_for_scalars()
+        return _numpy_for_scalars(depth)
     if isinstance(value, pytypes.FunctionType):
-        return jit_function(value)
+        return jit_function(value, depth)
     try:
-        return _substitutes().get(value, value)
+        return _substitutes(depth).get(value, value)
     except TypeError:  # unhashable: an array or list constant
         return value
 
 
-def jit_function(fn: Callable[..., Any]) -> Any:
+def jit_function(fn: Callable[..., Any], depth: int = 0) -> Any:
     """``fn`` compiled by Numba, with the plain Python functions it calls compiled first.
 
     The rules' partials call helpers (``_quotient_of``) and closures over other partials
     (``_swap``); Numba can call those only as compiled functions, so the helpers named among
     ``fn``'s globals and closure cells are replaced by their compiled versions, recursively.
+    ``depth`` 1 gives separate dispatchers for partials evaluated on Duals (nested Duals): the
+    overloads they call use the depth-0 ones, and Numba takes a call of a dispatcher that is
+    being compiled (for any types) for recursion.
     """
-    subs = _substitutes()
+    subs = _substitutes(depth)
     if fn in subs:
         return subs[fn]
-    if fn in _jitted:
-        return _jitted[fn]
+    if (fn, depth) in _jitted:
+        return _jitted[fn, depth]
     if not isinstance(fn, pytypes.FunctionType):
         return fn  # a ufunc, a math function, a dispatcher: Numba knows it
     namespace = dict(fn.__globals__)
     for name in set(fn.__code__.co_names) & namespace.keys():
-        namespace[name] = _compiled_value(namespace[name])
+        namespace[name] = _compiled_value(namespace[name], depth)
     cells = None
     if fn.__closure__:
-        cells = tuple(pytypes.CellType(_compiled_value(c.cell_contents)) for c in fn.__closure__)
+        cells = tuple(
+            pytypes.CellType(_compiled_value(c.cell_contents, depth)) for c in fn.__closure__
+        )
     rebuilt = pytypes.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, cells)
     # NumPy's error model: a local derivative 0.5 / sqrt(0) is inf (then masked), not an error.
-    _jitted[fn] = numba.njit(rebuilt, error_model="numpy")
-    return _jitted[fn]
+    _jitted[fn, depth] = numba.njit(rebuilt, error_model="numpy")
+    return _jitted[fn, depth]
+
+
+def _depth(t: Any) -> int:
+    """0 for a real number, 1 for a Dual, 2 for a Dual of Duals."""
+    return 1 + _depth(t.base) if isinstance(t, DualType) else 0
 
 
 def _compiled_partial(rule: rules.Rule, i: int, argtypes: tuple[Any, ...]) -> Any:
     """The i-th partial of ``rule`` compiled for these argument types, or a clear refusal."""
-    dispatcher = jit_function(rule.partials[i])
-    plain = tuple(types.float64 if isinstance(t, DualType) else t for t in argtypes)
+    # One level down: a Dual's value is a float, a nested Dual's value a Dual (then the partial,
+    # evaluated on Duals, also carries its own derivative: the second-order terms).
+    depth = max(_depth(t) for t in argtypes) - 1
+    dispatcher = jit_function(rule.partials[i], depth)
+    plain = tuple(t.base if isinstance(t, DualType) else t for t in argtypes)
+    value_type = next(t.base for t in argtypes if isinstance(t, DualType))
     try:
-        dispatcher.compile(plain + (types.float64,))
+        dispatcher.compile(plain + (value_type,))
     except errors.NumbaError as exc:
         first = str(exc).strip().splitlines()[0]
         refuse(
@@ -164,12 +178,31 @@ def _compiled_partial(rule: rules.Rule, i: int, argtypes: tuple[Any, ...]) -> An
 # --- generating implementations ------------------------------------------------------------------
 
 
-def _zero_safe(p: str, c: str) -> str:
+def _zero_safe(p: str, c: str, nested: bool = False) -> str:
     """``p * c``, but 0 for a zero tangent ``p`` even where ``c`` is infinite or NaN.
 
     A select rather than a branch on ``c``, so that loops over Duals can still be vectorised.
+    A nested tangent (a Dual) is zero when all its entries are.
     """
+    if nested:
+        return f"({p} * {c} if not is_zero({p}) else 0.0)"
     return f"({p} * {c} if {p} != 0.0 else 0.0)"
+
+
+def is_zero(p):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the overload below
+    """True when the real number, or every entry of the (nested) Dual, is zero."""
+
+
+@overload_first(is_zero)
+def _is_zero(p):  # noqa: ANN001
+    if isinstance(p, DualType):
+        checks = " and ".join(
+            ["is_zero(p.value)"] + [f"is_zero(p.partials[{k}])" for k in range(p.K)]
+        )
+        return generate(f"def impl(p):\n    return {checks}\n", is_zero=is_zero)
+    if isinstance(p, _REAL):
+        return lambda p: p == 0.0
+    return None
 
 
 _impls: dict[Any, Callable[..., Any]] = {}
@@ -179,10 +212,11 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
     """The compiled implementation of ``rule`` for these argument types (Dual or real)."""
     mask = tuple(isinstance(t, DualType) for t in argtypes)
     K = next(t.K for t in argtypes if isinstance(t, DualType))
+    nested = any(isinstance(t, DualType) and isinstance(t.base, DualType) for t in argtypes)
     key = (id(rule), primal, tuple(argtypes), K)
     if key in _impls:
         return _impls[key]
-    env: dict[str, Any] = {"primal": primal}
+    env: dict[str, Any] = {"primal": primal, "is_zero": is_zero}
     values = ", ".join(f"v{i}" for i in range(len(argtypes)))
     body = []
     for i, dual in enumerate(mask):
@@ -205,13 +239,14 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
             continue
         env[f"d{i}"] = _compiled_partial(rule, i, argtypes)
         body.append(f"c{i} = d{i}({values}, y)")
-        if K == 1:
-            body.extend(f"t{i}_{k} = {_zero_safe(f'p{i}[{k}]', f'c{i}')}" for k in range(K))
-        else:
+        safe = [_zero_safe(f"p{i}[{k}]", f"c{i}", nested) for k in range(K)]
+        if K == 1 and not nested:
+            body.extend(f"t{i}_{k} = {safe[k]}" for k in range(K))
+        else:  # math.isfinite of a nested c reads its value
             body.append(f"if math.isfinite(c{i}):")
             body.extend(f"    t{i}_{k} = p{i}[{k}] * c{i}" for k in range(K))
             body.append("else:")
-            body.extend(f"    t{i}_{k} = {_zero_safe(f'p{i}[{k}]', f'c{i}')}" for k in range(K))
+            body.extend(f"    t{i}_{k} = {safe[k]}" for k in range(K))
         for k in range(K):
             terms[k].append(f"t{i}_{k}")
     # One statement per entry: Numba mis-reads a tuple display of more than 30 expressions.

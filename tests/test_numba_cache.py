@@ -1,0 +1,195 @@
+"""The compiled engine's disk cache (dualad.numba.cache): reused across processes, never stale.
+
+Each check runs in fresh Python processes with ``DUALAD_CACHE_DIR`` set to a temporary folder:
+a first process compiles and writes the cache, a second loads it (Numba's dispatcher counts the
+hit), and after the user's function changes a third compiles again and returns the new
+function's derivative, not the cached one.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dualad
+from dualad.numba import cache
+
+SRC = str(Path(dualad.__file__).resolve().parents[1])
+
+USER_MODULE = """
+import numba
+
+SCALE = {scale}
+
+
+@numba.njit
+def cubes(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += SCALE * x[i] ** 3
+    return s
+"""
+
+RUN = """
+import json, sys
+import numpy as np
+import dualad as da
+import dualad.numba as dn
+from user_function import cubes
+
+x = np.array([1.0, 2.0])
+g = da.gradient(cubes, x)
+stats = dn.driver(cubes, "value_and_jacobian", 2).stats
+print(json.dumps({"gradient": g.tolist(), "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def _run(folder: Path, cache_dir: str) -> dict:
+    env = dict(os.environ, DUALAD_CACHE_DIR=cache_dir, PYTHONPATH=f"{folder}{os.pathsep}{SRC}")
+    done = subprocess.run(
+        [sys.executable, "-c", RUN], cwd=folder, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _write_user_module(folder: Path, scale: float) -> None:
+    (folder / "user_function.py").write_text(USER_MODULE.format(scale=scale))
+    for stale in folder.glob("__pycache__/user_function*"):
+        stale.unlink()  # the module's own bytecode: Python would notice anyway
+
+
+def test_second_process_loads_and_a_change_recompiles(tmp_path):
+    cache_dir = str(tmp_path / "cache")
+    _write_user_module(tmp_path, 1.0)
+    first = _run(tmp_path, cache_dir)
+    assert first["gradient"] == [3.0, 12.0]
+    assert first["hits"] == 0
+    second = _run(tmp_path, cache_dir)
+    assert second["gradient"] == [3.0, 12.0]
+    assert second["hits"] == 1 and second["misses"] == 0
+    # the user changes a global constant of the function: the cached driver must not be used
+    _write_user_module(tmp_path, 2.0)
+    third = _run(tmp_path, cache_dir)
+    assert third["gradient"] == [6.0, 24.0]
+    assert third["hits"] == 0
+    drivers = list(Path(cache_dir).glob("drivers-*/cubes_value_and_jacobian_*.py"))
+    assert len(drivers) == 2  # one file per version of the function, the old one unused
+
+
+def test_the_cache_can_be_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.ENV_VAR, "off")
+    assert cache.cache_folder() is None
+
+
+def test_an_unwritable_folder_means_no_cache(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(cache.ENV_VAR, str(blocked / "cache"))
+    assert cache.cache_folder() is None
+
+
+def test_the_default_folder_is_the_users_cache_not_the_package(monkeypatch, tmp_path):
+    monkeypatch.delenv(cache.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = cache.cache_folder()
+    if sys.platform.startswith("linux"):
+        assert folder is not None and folder.parent == tmp_path / "dualad"
+    assert Path(dualad.__file__).resolve().parent not in (folder or tmp_path).parents
+
+
+def test_the_key_follows_dualad_version_and_the_function(monkeypatch):
+    cache._engine_sources.cache_clear()  # the sources as they are now
+    before = cache._engine_sources()
+    monkeypatch.setattr(dualad, "__version__", "0.0.0-test")
+    cache._engine_sources.cache_clear()
+    try:
+        assert cache._engine_sources() != before
+    finally:
+        monkeypatch.undo()
+        cache._engine_sources.cache_clear()
+    assert cache._engine_sources() == before
+
+    namespace: dict = {"__name__": __name__}
+    exec(textwrap.dedent("def f(x):\n    return x * A\n"), namespace)  # noqa: S102
+    namespace["A"] = 1.0
+    one = cache.function_key(namespace["f"])
+    namespace["A"] = 2.0
+    assert cache.function_key(namespace["f"]) != one
+    namespace["A"] = [1.0, 2.0]  # lists, tuples and arrays by their contents
+    listed = cache.function_key(namespace["f"])
+    namespace["A"] = [1.0, 3.0]
+    assert cache.function_key(namespace["f"]) != listed
+    namespace["A"] = np.ones(3)
+    ones = cache.function_key(namespace["f"])
+    namespace["A"] = np.full(3, 2.0)
+    assert cache.function_key(namespace["f"]) != ones
+    assert cache.function_key(len) is None  # no Python code: not cached
+    anonymous: dict = {}
+    exec("def g(x):\n    return x\n", anonymous)  # noqa: S102
+    assert cache.function_key(anonymous["g"]) is None  # no module to load it back from
+
+
+@pytest.mark.parametrize("setting", ["0", "OFF", "none", ""])
+def test_off_spellings(monkeypatch, setting):
+    monkeypatch.setenv(cache.ENV_VAR, setting)
+    assert cache.cache_folder() is None
+
+
+def test_a_sweep_over_n_reuses_a_wider_driver():
+    """n = 30 (K = 10 by default) reuses the K = 12 driver of n = 36: three passes either way."""
+    import numba
+    import numpy as np
+
+    import dualad as da
+    import dualad.numba as dn
+
+    @numba.njit
+    def squares(x):
+        s = 0.0
+        for i in range(x.shape[0]):
+            s += x[i] * x[i]
+        return s
+
+    x36, x30 = np.linspace(0.0, 1.0, 36), np.linspace(0.0, 1.0, 30)
+    np.testing.assert_allclose(da.gradient(squares, x36), 2.0 * x36, rtol=1e-15)
+    np.testing.assert_allclose(da.gradient(squares, x30), 2.0 * x30, rtol=1e-15)
+    compiled = {K for g, kind, K in dn._drivers if g is squares}
+    assert compiled == {12}
+    assert dn.chunk_size_for(30) == 10  # what a fresh function would have compiled
+
+
+def test_an_entry_that_will_not_load_means_compiling_without_the_cache(monkeypatch, tmp_path):
+    import numba
+    import numpy as np
+
+    import dualad as da
+    import dualad.numba as dn
+
+    @numba.njit
+    def halves(x):
+        return 0.5 * x[0] * x[1]
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(cache, "_disabled", [])
+    real, failures = dn._call, []
+
+    def first_load_fails(compiled, f, K, arguments):
+        if not failures:
+            failures.append(compiled)
+            raise ImportError("No module named '<dynamic>'")  # what a stale environment gives
+        return real(compiled, f, K, arguments)
+
+    monkeypatch.setattr(dn, "_call", first_load_fails)
+    with pytest.warns(UserWarning, match="could not load a compiled driver from its disk cache"):
+        g = da.gradient(halves, np.array([2.0, 3.0]))
+    np.testing.assert_array_equal(g, [1.5, 1.0])
+    assert cache.cache_folder() is None  # the rest of the process compiles without it
+    assert dn.driver(halves, "value_and_jacobian", 2) is not failures[0]
