@@ -27,7 +27,7 @@ from typing import Any
 import numba
 import numpy as np
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, errors
 from numba.experimental import jitclass
 from numba.extending import (
     intrinsic,
@@ -41,9 +41,9 @@ from numba.extending import (
 )
 
 from .. import rules
-from ..dual import label, primal
+from ..dual import DualError, label, primal
 from ..transforms import stop_gradient
-from . import scalars
+from . import NotCompilable, scalars
 from .dualtypes import generate, overload_first, readonly
 
 _REAL = (types.Float, types.Integer, types.Boolean)
@@ -53,64 +53,41 @@ BYTES_PER_NODE = 32
 BYTES_PER_ADJOINT = 8
 
 
-@jitclass(
-    [
-        ("ia", numba.int64[:]),
-        ("ib", numba.int64[:]),
-        ("wa", numba.float64[:]),
-        ("wb", numba.float64[:]),
-        ("n", numba.int64),
-        ("base", numba.int64),
-    ]
-)
+@jitclass([("nodes", numba.float64[:]), ("n", numba.int64), ("base", numba.int64)])
 class Tape:
-    """The nodes of one evaluation: parents ``ia``/``ib`` (-1: none) and partials ``wa``/``wb``."""
+    """The nodes of one evaluation, four float64 each: parents a, b (-1: none; exact as floats
+    below 2**53) and the partials along them.  One array, so a record is one bounds check."""
 
     def __init__(self, base, capacity):  # noqa: ANN001
-        self.ia = np.empty(capacity, np.int64)
-        self.ib = np.empty(capacity, np.int64)
-        self.wa = np.empty(capacity, np.float64)
-        self.wb = np.empty(capacity, np.float64)
+        self.nodes = np.empty(4 * capacity, np.float64)
         self.n = 0
         self.base = base
 
-    def grow(self):  # noqa: ANN201
-        m = 2 * self.ia.size
-        for name in range(4):  # one array at a time: the peak is 1.5x, not 2x
-            if name == 0:
-                a = np.empty(m, np.int64)
-                a[: self.n] = self.ia[: self.n]
-                self.ia = a
-            elif name == 1:
-                a = np.empty(m, np.int64)
-                a[: self.n] = self.ib[: self.n]
-                self.ib = a
-            elif name == 2:
-                w = np.empty(m, np.float64)
-                w[: self.n] = self.wa[: self.n]
-                self.wa = w
-            else:
-                w = np.empty(m, np.float64)
-                w[: self.n] = self.wb[: self.n]
-                self.wb = w
-
     def nbytes(self):  # noqa: ANN201
-        return 16 * (self.ia.size + self.wa.size)
+        return 8 * self.nodes.size
 
 
 TAPE = Tape.class_type.instance_type
 
 
 @numba.njit
+def _grow(tape):  # noqa: ANN001, ANN202
+    bigger = np.empty(2 * tape.nodes.size, np.float64)
+    bigger[: 4 * tape.n] = tape.nodes[: 4 * tape.n]
+    tape.nodes = bigger
+
+
+@numba.njit
 def record(tape, i0, c0, i1, c1):  # noqa: ANN001, ANN201
     """Append a node with parents i0 (>= 0) and i1 (-1: none); the index of its variable."""
     n = tape.n
-    if n == tape.ia.size:
-        tape.grow()
-    tape.ia[n] = i0
-    tape.wa[n] = c0
-    tape.ib[n] = i1
-    tape.wb[n] = c1
+    if 4 * n == tape.nodes.size:
+        _grow(tape)
+    nodes = tape.nodes
+    nodes[4 * n] = i0
+    nodes[4 * n + 1] = i1
+    nodes[4 * n + 2] = c0
+    nodes[4 * n + 3] = c1
     tape.n = n + 1
     return tape.base + n
 
@@ -119,14 +96,14 @@ def record(tape, i0, c0, i1, c1):  # noqa: ANN001, ANN201
 def sweep(tape, adj):  # noqa: ANN001, ANN201
     """Pull the adjoints ``adj`` (one per tape variable) back to the inputs, in place."""
     base = tape.base
-    ia, ib, wa, wb = tape.ia, tape.ib, tape.wa, tape.wb
+    nodes = tape.nodes
     for k in range(tape.n - 1, -1, -1):
         g = adj[base + k]
         if g != 0.0:  # a zero adjoint stays zero even through an infinite local partial
-            adj[ia[k]] += wa[k] * g
-            b = ib[k]
+            adj[int(nodes[4 * k])] += nodes[4 * k + 2] * g
+            b = int(nodes[4 * k + 1])
             if b >= 0:
-                adj[b] += wb[k] * g
+                adj[b] += nodes[4 * k + 3] * g
 
 
 # --- types ---------------------------------------------------------------------------------------
@@ -197,7 +174,13 @@ def _struct(result: types.Type, names: tuple[str, ...]):  # noqa: ANN202
         s = cgutils.create_struct_proxy(result)(context, builder)
         for name, arg, ty in zip(names, args, sig.args, strict=True):
             target = {"value": types.float64, "index": types.int64}.get(name, ty)
-            if isinstance(result, AdjArrayType) or name == "tape":
+            if name == "tape":  # borrowed: the driver's own reference keeps the tape alive
+                owned = cgutils.create_struct_proxy(TAPE)(context, builder, value=arg)
+                borrowed = cgutils.create_struct_proxy(TAPE)(context, builder)
+                borrowed.data = owned.data
+                borrowed.meminfo = cgutils.get_null_value(borrowed.meminfo.type)
+                s.tape = borrowed._getvalue()
+            elif isinstance(result, AdjArrayType):
                 setattr(s, name, arg)
                 context.nrt.incref(builder, ty, arg)
             else:
@@ -628,21 +611,6 @@ def pull(tape, outs, cts):  # noqa: ANN001, ANN201
     return result
 
 
-def make_value_and_gradient(record_f):  # noqa: ANN001, ANN201
-    """A driver ``(x, *args) -> (f(x), gradient)`` for a scalar f: one record, one sweep."""
-
-    @numba.njit
-    def value_and_gradient(x, *args):  # noqa: ANN001, ANN202
-        value, outs, tape = record_f(x, *args)
-        adj = np.zeros(tape.base + tape.n)
-        if outs[0] >= 0:
-            adj[outs[0]] = 1.0
-        sweep(tape, adj)
-        return value, adj[: tape.base].reshape(x.shape)
-
-    return value_and_gradient
-
-
 def make_value_and_jacobian(record_f):  # noqa: ANN001, ANN201
     """A driver ``(x, *args) -> (f(x), J)``, one sweep per output entry, flat (m, n)."""
 
@@ -655,10 +623,12 @@ def make_value_and_jacobian(record_f):  # noqa: ANN001, ANN201
         for j in range(m):
             if outs[j] < 0:
                 continue
-            adj[:] = 0.0
+            if j > 0:
+                adj[:] = 0.0
             adj[outs[j]] = 1.0
             sweep(tape, adj)
-            jac[j, :] = adj[:n]
+            for i in range(n):
+                jac[j, i] = adj[i]
         return value, jac
 
     return value_and_jacobian
@@ -668,7 +638,7 @@ _drivers: dict[tuple[Any, str], Any] = {}
 
 
 def driver(f: Any, kind: str) -> Any:
-    """The compiled reverse driver of ``kind`` ("record", "gradient", "jacobian") for f."""
+    """The compiled reverse driver of ``kind`` ("record" or "jacobian") for f."""
     from . import for_duals
 
     key = (f, kind)
@@ -677,15 +647,53 @@ def driver(f: Any, kind: str) -> Any:
         register_table()
         if kind == "record":
             _drivers[key] = make_record(for_duals(f))
-        elif kind == "gradient":
-            _drivers[key] = make_value_and_gradient(driver(f, "record"))
         else:
             _drivers[key] = make_value_and_jacobian(driver(f, "record"))
     return _drivers[key]
 
 
-def run(f: Any, kind: str, *arguments: Any) -> Any:
-    """Run the reverse driver ``kind`` for f, with dualad's errors on a typing failure."""
-    from . import _call
+class NotRecordable(NotCompilable):
+    """Compiled reverse mode could not record the function (Numba could not type it)."""
 
-    return _call(driver(f, kind), f, 0, arguments)
+
+#: Functions compiled reverse mode could not record, so that mode="auto" does not try again.
+failed: dict[Any, str] = {}
+
+
+def run(f: Any, kind: str, *arguments: Any) -> Any:
+    """Run the reverse driver ``kind`` for f; dualad's own refusals become a DualError naming
+    the user's line, any other typing failure a :class:`NotRecordable` that says where."""
+    from . import _where, summary
+
+    try:
+        return driver(f, kind)(*arguments)
+    except errors.TypingError as exc:
+        message = str(exc)
+        known = [m for m in scalars.refusals if m in message]
+        problem = scalars.problems[0] if scalars.problems else known[0] if known else None
+        scalars.problems.clear()
+        if problem is not None:
+            raise DualError(problem + _where(message)) from None
+        failed[getattr(f, "py_func", f)] = message
+        raise NotRecordable(
+            f"{message}\n\ndualad: compiled reverse mode cannot record "
+            f"{getattr(f, '__name__', 'f')}: it stopped at {summary(message)}{_where(message)}. "
+            "It records scalar code (loops over x[i], math and scalar NumPy functions); use "
+            "mode='forward', or engine='numpy' for whole-array NumPy calls."
+        ) from None
+
+
+def value_and_jacobian(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    """(f(x), J of shape f(x).shape + x.shape): one sweep for a scalar f, else one per row."""
+    value, jac = run(f, "jacobian", point, *args)
+    return value, jac.reshape(value.shape + point.shape)
+
+
+def vjp(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    """(f(x), pullback) where ``pullback(cts)`` takes cotangents (m, k) to gradients (n, k)."""
+    value, outs, tape = run(f, "record", point, *args)
+
+    def pullback(cts: np.ndarray) -> np.ndarray:
+        return pull(tape, outs, np.ascontiguousarray(cts, dtype=np.float64).reshape(outs.size, -1))
+
+    return value, pullback
