@@ -13,8 +13,10 @@ both, writes store both, so a local array from ``np.empty_like(x)`` holds adjoin
 input's two arrays are typed read-only, so a write into the input is refused at compile time.
 
 The tape is a jitclass made by the driver for one call: no tape outlives its call (the vjp's
-pullback holds its own), and calls from many threads never share one.  A node costs 32 bytes
-(two int64 indices, two float64 partials), its adjoint 8 more; the arrays double when full.
+pullback holds its own), and calls from many threads never share one.  An Adj borrows its tape
+(no reference count per operation): the driver's own reference keeps it alive.  A node costs 32
+bytes (two parent indices and two partials, as float64), its adjoint 8 more; the node array
+doubles when full.
 """
 
 from __future__ import annotations
