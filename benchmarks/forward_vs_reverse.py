@@ -319,7 +319,14 @@ def _dualad_numba(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.n
     f, names = _numba_form(family)
     consts = tuple(data[k] for k in names)
     f(data["x"], *consts)  # the user has compiled the primal already: not charged to dualad
-    return lambda x: da.jacobian(f, x, args=consts, engine="numba")
+    return lambda x: da.jacobian(f, x, mode="forward", args=consts, engine="numba")
+
+
+def _dualad_rev_numba(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
+    f, names = _numba_form(family)
+    consts = tuple(data[k] for k in names)
+    f(data["x"], *consts)  # as for the forward row: the primal is compiled already
+    return lambda x: da.jacobian(f, x, mode="reverse", args=consts, engine="numba")
 
 
 def _dualad_reverse(family: Family, data: dict[str, np.ndarray]) -> Callable[[np.ndarray], Any]:
@@ -387,6 +394,7 @@ ENGINES = {
         Engine("dualad-fwd", "dualad forward (numpy)", "forward", _dualad_forward),
         Engine("dualad-fwd-numba", "dualad forward (numba)", "forward", _dualad_numba),
         Engine("dualad-rev", "dualad reverse", "reverse", _dualad_reverse),
+        Engine("dualad-rev-numba", "dualad reverse (numba)", "reverse", _dualad_rev_numba),
         Engine("fd", "central differences", "fd", _finite_differences, rtol=FD_RTOL),
         Engine("jax-jacfwd", "jax.jit(jacfwd)", "forward", _jax("jacfwd")),
         Engine("jax-jacrev", "jax.jit(jacrev)", "reverse", _jax("jacrev")),

@@ -318,8 +318,8 @@ def test_missing_rule_and_read_only_views_in_reverse_mode():
                     mode="reverse")  # fmt: skip
 
 
-def test_reverse_mode_is_not_a_numba_engine():
-    with pytest.raises(ValueError, match="engine='numba' is forward mode only"):
+def test_reverse_mode_with_engine_numba_compiles_f():  # compiled reverse mode (issue 12)
+    with pytest.raises(TypeError, match="compiles a Python function or a numba.njit"):
         da.gradient(np.sum, np.ones(3), mode="reverse", engine="numba")
 
 

@@ -14,6 +14,7 @@ import functools
 import itertools
 import math
 import operator
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -335,11 +336,6 @@ def _check_mode(mode: str, engine: str = "auto") -> None:
     _check_engine(engine)
     if mode not in ("auto", "forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
-    if mode == "reverse" and engine == "numba":
-        raise ValueError(
-            "mode='reverse' runs on the NumPy engine (a Numba function's Python source is "
-            "traced); engine='numba' is forward mode only: pass engine='auto' or 'numpy'"
-        )
 
 
 #: ``mode="auto"`` takes a Jacobian in reverse mode when f has more inputs than this and at most
@@ -459,6 +455,42 @@ def _compiled_jacobian(
 _ready_jacobians: dict[Any, tuple[tuple[int, ...], Any]] = {}
 
 
+#: ``mode="auto"`` takes a compiled function's Jacobian by compiled reverse mode from this many
+#: inputs on, when it has at most one output per ``AUTO_INPUTS_PER_OUTPUT`` inputs (README).
+AUTO_COMPILED_REVERSE_MIN_INPUTS = 128
+
+
+def _compiled_reverse(f: Any, x: Any, args: tuple[Any, ...], mode: str) -> Any:
+    """(f(x), J) by compiled reverse mode (``dualad.numba.adjoint``), or None for ``"auto"``
+    when forward mode should take it (few inputs, many outputs, or f cannot be recorded)."""
+    from .numba import adjoint
+
+    if not isinstance(_python_function(f), types.FunctionType):
+        raise TypeError(
+            f"compiled reverse mode compiles a Python function or a numba.njit function; got "
+            f"{getattr(f, '__name__', f)!r}. Wrap it, lambda x: f(x), or pass engine='numpy'"
+        )
+    point = _float64_point(x)
+    if mode == "auto":
+        if point.size < AUTO_COMPILED_REVERSE_MIN_INPUTS or _python_function(f) in adjoint.failed:
+            return None
+        if np.size(f(point, *args)) * AUTO_INPUTS_PER_OUTPUT > point.size:
+            return None  # many outputs: forward mode (f on floats told the output size)
+        try:
+            value, jac = adjoint.value_and_jacobian(f, point, args)
+        except (adjoint.NotRecordable, DualError) as error:
+            warnings.warn(
+                f"dualad's compiled reverse mode cannot record {getattr(f, '__name__', f)} "
+                f"({str(error).strip().splitlines()[-1]}), so mode='auto' uses compiled forward "
+                "mode. Pass mode='forward' to choose it without this warning.",
+                stacklevel=4,
+            )
+            adjoint.failed[_python_function(f)] = str(error)
+            return None
+        return value, jac
+    return adjoint.value_and_jacobian(f, point, args)
+
+
 def value_and_jacobian(
     f: Callable[..., Any],
     x: Any,
@@ -493,9 +525,13 @@ def value_and_jacobian(
         directions per pass unless ``chunk_size`` says otherwise.
     """
     _check_mode(mode, engine)
+    compiled = _compiled_engine(f, x, args, engine)
+    if compiled is not None and mode != "forward":  # compiled reverse mode (issue 12)
+        result = _compiled_reverse(f, x, args, mode)
+        if result is not None:
+            return _scalar(result[0]), _scalar(result[1])
     if mode == "reverse":
         return _reverse_jacobian(f, x, chunk_size, args)
-    compiled = _compiled_engine(f, x, args, engine)
     if compiled is not None:
         result = _compiled_jacobian(compiled, "value_and_jacobian", f, x, chunk_size, args, engine)
         if result is not None:
@@ -559,6 +595,8 @@ def jacobian(
                     return jac if jac.ndim else jac[()]
     _check_mode(mode, engine)
     compiled = None if mode == "reverse" else _compiled_engine(f, x, args, engine)
+    if compiled is not None and mode == "auto" and np.size(x) >= AUTO_COMPILED_REVERSE_MIN_INPUTS:
+        compiled = None  # value_and_jacobian weighs compiled reverse mode (issue 12)
     if compiled is not None:
         jac = _compiled_jacobian(compiled, "jacobian", f, x, chunk_size, args, engine)
         if jac is not None:
@@ -915,6 +953,21 @@ def jacrev(
     return jac
 
 
+def _compiled_vjp(f: Any, x: Any, args: tuple[Any, ...]) -> tuple[Any, Callable[[Any], Any]]:
+    """:func:`vjp` by compiled reverse mode: the pullback holds the tape of one evaluation."""
+    from .numba import adjoint
+
+    point = _float64_point(x)
+    value, pull = adjoint.vjp(f, point, args)
+
+    def pullback(u: Any) -> Any:
+        cotangents, single = _directions(value.shape, u, "vjp's pullback", "f(x)", "u")
+        g = pull(np.asarray(cotangents, dtype=np.float64)).reshape(point.shape + (-1,))
+        return _scalar(g[..., 0] if single else g)
+
+    return _scalar(value), pullback
+
+
 def vjp(
     f: Callable[..., Any], x: Any, *, args: tuple[Any, ...] = (), engine: str = "auto"
 ) -> tuple[Any, Callable[[Any], Any]]:
@@ -934,6 +987,8 @@ def vjp(
     array([ 2., 40.])
     """
     _check_mode("reverse", engine)
+    if _compiled_engine(f, x, args, engine) is not None:  # compiled reverse mode (issue 12)
+        return _compiled_vjp(f, x, args)
     traced = _trace(f, _reverse_point(x), args)
     out_shape = np.shape(traced.value)
 

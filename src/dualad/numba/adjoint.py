@@ -1,0 +1,701 @@
+"""Compiled reverse mode: adjoint numbers on a tape inside Numba nopython code.
+
+An ``Adj`` is a struct of a float64 value, the int64 index of its variable on the tape (-1 for a
+constant: a float widened to an Adj) and the tape itself.  Each operation on an Adj computes the
+value, evaluates the rule's local partials (the same compiled partials as the forward overloads,
+:func:`dualad.numba.scalars._compiled_partial`) and records one tape node: the indices of at
+most two parent variables and the two local partials.  Variable ``k`` of the tape is input ``k``
+for ``k < n`` and node ``k - n`` otherwise, so the nodes are in evaluation order and the backward
+sweep is one reverse loop: ``adj[parent] += partial * adj[node]``.
+
+An ``AdjArray`` is a value array, an index array of the same shape and the tape: indexing reads
+both, writes store both, so a local array from ``np.empty_like(x)`` holds adjoint numbers.  The
+input's two arrays are typed read-only, so a write into the input is refused at compile time.
+
+The tape is a jitclass made by the driver for one call: no tape outlives its call (the vjp's
+pullback holds its own), and calls from many threads never share one.  An Adj borrows its tape
+(no reference count per operation): the driver's own reference keeps it alive.  A node costs 32
+bytes (two parent indices and two partials, as float64), its adjoint 8 more; the node array
+doubles when full.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from typing import Any
+
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils, errors
+from numba.experimental import jitclass
+from numba.extending import (
+    intrinsic,
+    lower_cast,
+    make_attribute_wrapper,
+    models,
+    overload,
+    overload_attribute,
+    overload_method,
+    register_model,
+)
+
+from .. import rules
+from ..dual import DualError, label, primal
+from ..transforms import stop_gradient
+from . import NotCompilable, scalars
+from .dualtypes import generate, overload_first, readonly
+
+_REAL = (types.Float, types.Integer, types.Boolean)
+
+#: Bytes a tape node takes (indices and partials) and the adjoint of its variable.
+BYTES_PER_NODE = 32
+BYTES_PER_ADJOINT = 8
+
+
+@jitclass([("nodes", numba.float64[:]), ("n", numba.int64), ("base", numba.int64)])
+class Tape:
+    """The nodes of one evaluation, four float64 each: parents a, b (-1: none; exact as floats
+    below 2**53) and the partials along them.  One array, so a record is one bounds check."""
+
+    def __init__(self, base, capacity):  # noqa: ANN001
+        self.nodes = np.empty(4 * capacity, np.float64)
+        self.n = 0
+        self.base = base
+
+    def nbytes(self):  # noqa: ANN201
+        return 8 * self.nodes.size
+
+
+TAPE = Tape.class_type.instance_type
+
+
+@numba.njit
+def _grow(tape):  # noqa: ANN001, ANN202
+    bigger = np.empty(2 * tape.nodes.size, np.float64)
+    bigger[: 4 * tape.n] = tape.nodes[: 4 * tape.n]
+    tape.nodes = bigger
+
+
+@numba.njit
+def record(tape, i0, c0, i1, c1):  # noqa: ANN001, ANN201
+    """Append a node with parents i0 (>= 0) and i1 (-1: none); the index of its variable."""
+    n = tape.n
+    if 4 * n == tape.nodes.size:
+        _grow(tape)
+    nodes = tape.nodes
+    nodes[4 * n] = i0
+    nodes[4 * n + 1] = i1
+    nodes[4 * n + 2] = c0
+    nodes[4 * n + 3] = c1
+    tape.n = n + 1
+    return tape.base + n
+
+
+@numba.njit
+def sweep(tape, adj):  # noqa: ANN001, ANN201
+    """Pull the adjoints ``adj`` (one per tape variable) back to the inputs, in place."""
+    base = tape.base
+    nodes = tape.nodes
+    for k in range(tape.n - 1, -1, -1):
+        g = adj[base + k]
+        if g != 0.0:  # a zero adjoint stays zero even through an infinite local partial
+            adj[int(nodes[4 * k])] += nodes[4 * k + 2] * g
+            b = int(nodes[4 * k + 1])
+            if b >= 0:
+                adj[b] += nodes[4 * k + 3] * g
+
+
+# --- types ---------------------------------------------------------------------------------------
+
+
+class AdjType(types.Type):
+    """A reverse-mode number inside compiled code: value, tape index, tape."""
+
+    def __init__(self) -> None:
+        super().__init__(name="Adj")
+
+    def unify(self, typingctx, other):  # noqa: ANN001 - numba's protocol
+        if isinstance(other, _REAL):
+            return self
+        return None
+
+
+ADJ = AdjType()
+
+
+class AdjArrayType(types.Type):
+    """An array of reverse-mode numbers: a value array and an index array of one shape."""
+
+    def __init__(self, value_type: types.Array, index_type: types.Array) -> None:
+        self.value_type, self.index_type = value_type, index_type
+        self.ndim = value_type.ndim
+        super().__init__(name=f"AdjArray({value_type}, {index_type})")
+
+
+class AdjDtypeType(types.Type):
+    """``x.dtype`` of an AdjArray: tells ``np.zeros(m, dtype=x.dtype)`` to record on x's tape."""
+
+    def __init__(self) -> None:
+        super().__init__(name="AdjDtype")
+
+
+ADJ_DTYPE = AdjDtypeType()
+
+
+@register_model(AdjType)
+class _AdjModel(models.StructModel):
+    def __init__(self, dmm, fe_type):  # noqa: ANN001
+        members = [("value", types.float64), ("index", types.int64), ("tape", TAPE)]
+        super().__init__(dmm, fe_type, members)
+
+
+@register_model(AdjArrayType)
+class _AdjArrayModel(models.StructModel):
+    def __init__(self, dmm, fe_type):  # noqa: ANN001
+        members = [("value", fe_type.value_type), ("index", fe_type.index_type), ("tape", TAPE)]
+        super().__init__(dmm, fe_type, members)
+
+
+@register_model(AdjDtypeType)
+class _AdjDtypeModel(models.StructModel):
+    def __init__(self, dmm, fe_type):  # noqa: ANN001
+        super().__init__(dmm, fe_type, [("tape", TAPE)])
+
+
+for _t in (AdjType, AdjArrayType):
+    for _name in ("value", "index", "tape"):
+        make_attribute_wrapper(_t, _name, _name)
+make_attribute_wrapper(AdjDtypeType, "tape", "tape")
+
+
+def _struct(result: types.Type, names: tuple[str, ...]):  # noqa: ANN202
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        s = cgutils.create_struct_proxy(result)(context, builder)
+        for name, arg, ty in zip(names, args, sig.args, strict=True):
+            target = {"value": types.float64, "index": types.int64}.get(name, ty)
+            if name == "tape":  # borrowed: the driver's own reference keeps the tape alive
+                owned = cgutils.create_struct_proxy(TAPE)(context, builder, value=arg)
+                borrowed = cgutils.create_struct_proxy(TAPE)(context, builder)
+                borrowed.data = owned.data
+                borrowed.meminfo = cgutils.get_null_value(borrowed.meminfo.type)
+                s.tape = borrowed._getvalue()
+            elif isinstance(result, AdjArrayType):
+                setattr(s, name, arg)
+                context.nrt.incref(builder, ty, arg)
+            else:
+                setattr(s, name, context.cast(builder, arg, ty, target))
+        return s._getvalue()
+
+    return codegen
+
+
+@intrinsic
+def make_adj(typingctx, value, index, tape):  # noqa: ANN001
+    """An Adj from a real value, an integer index and a tape."""
+    if not isinstance(value, _REAL) or not isinstance(index, types.Integer) or tape != TAPE:
+        return None
+    return ADJ(value, index, tape), _struct(ADJ, ("value", "index", "tape"))
+
+
+@intrinsic
+def make_adj_array(typingctx, value, index, tape):  # noqa: ANN001
+    """An AdjArray from a float64 array and an int64 array of the same shape."""
+    if not isinstance(value, types.Array) or not isinstance(index, types.Array):
+        return None
+    result = AdjArrayType(value, index)
+    return result(value, index, tape), _struct(result, ("value", "index", "tape"))
+
+
+@intrinsic
+def adj_dtype(typingctx, tape):  # noqa: ANN001
+    return ADJ_DTYPE(tape), _struct(ADJ_DTYPE, ("tape",))
+
+
+@lower_cast(types.Float, AdjType)
+@lower_cast(types.Integer, AdjType)
+@lower_cast(types.Boolean, AdjType)
+def _real_to_adj(context, builder, fromty, toty, val):  # noqa: ANN001
+    """A constant: index -1 and no tape (a null one, never read since the index says so)."""
+    s = cgutils.create_struct_proxy(toty)(context, builder)
+    s.value = context.cast(builder, val, fromty, types.float64)
+    s.index = context.get_constant(types.int64, -1)
+    s.tape = context.get_constant_null(TAPE)
+    return s._getvalue()
+
+
+# --- scalar operations from the rule table -------------------------------------------------------
+
+_impls: dict[Any, Any] = {}
+
+
+def adjoint_impl(rule: rules.Rule, primal_fn: Any, argtypes: tuple[Any, ...]) -> Any:
+    """The compiled implementation of ``rule`` on Adj (and real) arguments: value, local
+    partials from the rule (compiled as for the forward engine) and one tape node."""
+    key = (id(rule), primal_fn, tuple(argtypes))
+    if key in _impls:
+        return _impls[key]
+    mask = [isinstance(t, AdjType) for t in argtypes]
+    if sum(mask) > 2:
+        scalars.refuse(f"compiled reverse mode records at most two adjoint inputs ({rule.name})")
+    plain = tuple(types.float64 if m else t for m, t in zip(mask, argtypes, strict=True))
+    env: dict[str, Any] = {"primal": primal_fn, "record": record, "make_adj": make_adj}
+    values = ", ".join(f"v{i}" for i in range(len(argtypes)))
+    body = [f"v{i} = x{i}.value" if m else f"v{i} = x{i}" for i, m in enumerate(mask)]
+    body.append(f"y = primal({values})")
+    active = []
+    for i, m in enumerate(mask):
+        if not m:
+            continue
+        partial = rule.partials[i]
+        if partial is None:
+            continue
+        if partial is rules.NONDIFF:
+            scalars.refuse(
+                f"{rule.name} is not differentiable in its input {i + 1}; pass a plain number"
+            )
+        if callable(partial):
+            env[f"d{i}"] = scalars._compiled_partial(rule, i, plain)
+            body.append(f"c{i} = d{i}({values}, y)")
+        else:
+            body.append(f"c{i} = {float(partial)!r}")
+        active.append(i)
+    first = next(i for i, m in enumerate(mask) if m)
+    if not active:
+        body.append(f"return make_adj(y, -1, x{first}.tape)")
+    elif len(active) == 1:
+        (a,) = active
+        body += [
+            f"if x{a}.index < 0:",
+            f"    return make_adj(y, -1, x{a}.tape)",
+            f"return make_adj(y, record(x{a}.tape, x{a}.index, c{a}, -1, 0.0), x{a}.tape)",
+        ]
+    else:
+        a, b = active
+        body += [
+            f"ia = x{a}.index",
+            f"ib = x{b}.index",
+            "if ia >= 0:",
+            f"    tape = x{a}.tape",
+            "    if ib >= 0:",
+            f"        return make_adj(y, record(tape, ia, c{a}, ib, c{b}), tape)",
+            f"    return make_adj(y, record(tape, ia, c{a}, -1, 0.0), tape)",
+            "if ib >= 0:",
+            f"    tape = x{b}.tape",
+            f"    return make_adj(y, record(tape, ib, c{b}, -1, 0.0), tape)",
+            f"return make_adj(y, -1, x{a}.tape)",
+        ]
+    names = ", ".join(f"x{i}" for i in range(len(argtypes)))
+    source = f"def impl({names}):\n" + "".join(f"    {line}\n" for line in body)
+    _impls[key] = generate(source, label=f"adjoint {rule.name}", **env)
+    return _impls[key]
+
+
+def _adj_args(argtypes: tuple[Any, ...]) -> bool:
+    return any(isinstance(t, AdjType) for t in argtypes) and all(
+        isinstance(t, (AdjType, *_REAL)) for t in argtypes
+    )
+
+
+def _typer(func_label: str, rule_of: Any, primal_fn: Any, nin: int):  # noqa: ANN202
+    def select(*argtypes: Any) -> Any:
+        if not _adj_args(argtypes):
+            return None
+        rule = rule_of()
+        if rule is not None:
+            return adjoint_impl(rule, primal_fn, argtypes)
+        if rules.is_zero_derivative(primal_fn):
+            return _value_only_impl(primal_fn, argtypes)
+        scalars.refuse(scalars._no_rule_message(func_label))
+
+    return scalars._with_arity(nin, select)
+
+
+def _value_only_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
+    reads = [f"x{i}.value" if isinstance(t, AdjType) else f"x{i}" for i, t in enumerate(argtypes)]
+    names = ", ".join(f"x{i}" for i in range(len(argtypes)))
+    return generate(f"def impl({names}):\n    return fn({', '.join(reads)})\n", fn=fn)
+
+
+def _value_only(fn: Any, nin: int):  # noqa: ANN202
+    def select(*argtypes: Any) -> Any:
+        if not any(isinstance(t, AdjType) for t in argtypes):
+            return None
+        return _value_only_impl(fn, argtypes)
+
+    return scalars._with_arity(nin, select)
+
+
+def _refusal(message: str):  # noqa: ANN202
+    def typer(*xs):  # noqa: ANN002, ANN202
+        if any(isinstance(t, (AdjType, AdjArrayType)) for t in xs):
+            scalars.refuse(message)
+        return None
+
+    return typer
+
+
+def _ufunc_typer(ufunc: np.ufunc):  # noqa: ANN202
+    def rule_of() -> rules.Rule | None:
+        rule = rules.lookup(ufunc)
+        if rule is None and not rules.is_zero_derivative(ufunc):
+            scalars.refuse(scalars._no_rule_message(label(ufunc)))
+        return rule
+
+    return _typer(label(ufunc), rule_of, ufunc, ufunc.nin)
+
+
+_registered: set[Any] = set()
+_fixed_done = False
+
+
+def _overload(func: Any, typer: Any) -> None:
+    if func not in _registered:
+        _registered.add(func)
+        overload_first(func)(typer)
+
+
+def register_table() -> None:
+    """Overload, for Adj arguments, what the forward engine overloads for Duals (same tables)."""
+    for key, rule in list(rules.RULES.items()):
+        if isinstance(key, np.ufunc):
+            _overload(key, _ufunc_typer(key))
+        elif rule.func is key:
+            prim = scalars._primal_of(key)
+            _overload(key, _typer(label(key), lambda k=key: rules.lookup(k), prim, rule.nin))
+    global _fixed_done
+    if _fixed_done:
+        return
+    _fixed_done = True
+    for name in dir(np):
+        if isinstance(getattr(np, name), np.ufunc):
+            _overload(getattr(np, name), _ufunc_typer(getattr(np, name)))
+    for op, ufunc in scalars._OPERATORS.items():
+        _overload(op, _typer(label(ufunc), lambda u=ufunc: rules.lookup(u), op, ufunc.nin))
+    for name, ufunc in scalars._MATH.items():
+        if hasattr(math, name):
+            prim = ufunc if name in scalars._MATH_NOT_IN_NUMBA else getattr(math, name)
+            rule_of = lambda u=ufunc: rules.lookup(u)  # noqa: E731
+            _overload(getattr(math, name), _typer(f"math.{name}", rule_of, prim, ufunc.nin))
+    for name, special in scalars._MATH_SCIPY.items():
+        _overload(
+            getattr(math, name),
+            _typer(f"math.{name}", scalars._scipy_rule(special), getattr(math, name), 1),
+        )
+    for op in scalars._COMPARISONS:
+        _overload(op, _value_only(op, 2))
+    for fn in (np.round, np.around):
+        _overload(fn, _value_only(fn, 1))
+    for name in scalars._MATH_VALUE_ONLY:
+        _overload(getattr(math, name), _value_only(getattr(math, name), 1))
+    _overload(builtins.round, _value_only(builtins.round, 1))
+    lost = (
+        "{} of a reverse-mode value would drop its derivative. Use da.primal(x) to take the "
+        "value when that is intended."
+    )
+    _overload(builtins.float, _refusal(lost.format("float()")))
+    _overload(builtins.int, _refusal(lost.format("int()")))
+    for name in dir(math):
+        fn = getattr(math, name)
+        if callable(fn) and fn not in _registered and not name.startswith("_"):
+            _overload(fn, _refusal(scalars._no_rule_message(f"math.{name}")))
+
+
+# --- arrays --------------------------------------------------------------------------------------
+
+
+def _is_element(a: AdjArrayType, idx: Any) -> bool:
+    if isinstance(idx, types.Integer):
+        return a.ndim == 1
+    return (
+        isinstance(idx, types.BaseTuple)
+        and len(idx) == a.ndim
+        and all(isinstance(t, types.Integer) for t in idx)
+    )
+
+
+@overload_first(operator.getitem)
+def _getitem(a, idx):  # noqa: ANN001
+    if not isinstance(a, AdjArrayType):
+        return None
+    if _is_element(a, idx):
+        return lambda a, idx: make_adj(a.value[idx], a.index[idx], a.tape)
+    return lambda a, idx: make_adj_array(a.value[idx], a.index[idx], a.tape)
+
+
+_LOST_IN_FLOAT_ARRAY = (
+    "writing a reverse-mode value into a float array would drop its derivative. Allocate the "
+    "array from the input instead: np.empty_like(x), np.zeros_like(x), or "
+    "np.zeros(m, dtype=x.dtype), which record on the tape when x does."
+)
+
+_WRITE_INTO_INPUT = (
+    "the function writes into its input array, which compiled reverse mode cannot record (the "
+    "input is read-only); copy it first, x = x.copy(), or write into np.empty_like(x)."
+)
+
+
+@overload_first(operator.setitem)
+def _setitem(a, idx, val):  # noqa: ANN001
+    if isinstance(a, types.Array) and isinstance(val, (AdjType, AdjArrayType)):
+        scalars.refuse(_LOST_IN_FLOAT_ARRAY)
+    if not isinstance(a, AdjArrayType):
+        return None
+    if not a.value_type.mutable:
+        scalars.refuse(_WRITE_INTO_INPUT)
+    if isinstance(val, (AdjType, AdjArrayType)):
+
+        def store(a, idx, val):  # noqa: ANN001, ANN202
+            a.value[idx] = val.value
+            a.index[idx] = val.index
+
+        return store
+    if isinstance(val, (*_REAL, types.Array)):
+
+        def store_constant(a, idx, val):  # noqa: ANN001, ANN202
+            a.value[idx] = val
+            a.index[idx] = -1
+
+        return store_constant
+    return None
+
+
+@overload_first(len)
+def _len(a):  # noqa: ANN001
+    if isinstance(a, AdjArrayType):
+        return lambda a: len(a.value)
+    return None
+
+
+for _name in ("shape", "size", "ndim"):
+    overload_attribute(AdjArrayType, _name)(
+        generate(f"def impl(a):\n    return lambda a: a.value.{_name}\n")
+    )
+
+
+@overload_attribute(AdjArrayType, "dtype")
+def _dtype(a):  # noqa: ANN001
+    return lambda a: adj_dtype(a.tape)
+
+
+@overload_method(AdjArrayType, "copy")
+def _copy(a):  # noqa: ANN001
+    return lambda a: make_adj_array(a.value.copy(), a.index.copy(), a.tape)
+
+
+def _like(fill: str):  # noqa: ANN202
+    def typer(a):  # noqa: ANN001
+        if not isinstance(a, AdjArrayType):
+            return None
+        return generate(
+            f"def impl(a):\n    v = np.{fill}_like(a.value)\n"
+            "    return make_adj_array(v, np.full(v.shape, -1, np.int64), a.tape)\n",
+            make_adj_array=make_adj_array,
+        )
+
+    return typer
+
+
+overload_first(np.empty_like)(_like("empty"))
+overload_first(np.zeros_like)(_like("zeros"))
+overload_first(np.ones_like)(_like("ones"))
+
+
+def _allocate(fill: str):  # noqa: ANN202
+    def typer(shape, dtype=None):  # noqa: ANN001
+        if not isinstance(dtype, AdjDtypeType):
+            return None
+        lead = "(shape,)" if isinstance(shape, types.Integer) else "shape"
+        return generate(
+            f"def impl(shape, dtype=None):\n    v = np.{fill}({lead})\n"
+            "    return make_adj_array(v, np.full(v.shape, -1, np.int64), dtype.tape)\n",
+            make_adj_array=make_adj_array,
+        )
+
+    return typer
+
+
+overload_first(np.empty)(_allocate("empty"))
+overload_first(np.zeros)(_allocate("zeros"))
+overload_first(np.ones)(_allocate("ones"))
+
+
+def _primal(x):  # noqa: ANN001
+    if isinstance(x, (AdjType, AdjArrayType)):
+        return lambda x: x.value
+    return None
+
+
+overload_first(primal)(_primal)
+overload_first(stop_gradient)(_primal)
+
+
+# --- drivers -------------------------------------------------------------------------------------
+
+
+def as_input(point, tape):  # noqa: ANN001, ANN201
+    """What f receives: an AdjArray of variables 0 .. n-1, or an Adj for a 0-d point."""
+
+
+@overload(as_input)
+def _as_input(point, tape):  # noqa: ANN001
+    if point.ndim > 0:
+
+        def array(point, tape):  # noqa: ANN001, ANN202
+            index = np.arange(point.size).reshape(point.shape)
+            return make_adj_array(readonly(point), readonly(index), tape)
+
+        return array
+    return lambda point, tape: make_adj(point[()], 0, tape)
+
+
+def out_value(y):  # noqa: ANN001, ANN201
+    """The output's value as a float64 array of its shape, not shared with the caller."""
+
+
+@overload(out_value)
+def _out_value(y):  # noqa: ANN001
+    if isinstance(y, AdjArrayType):
+        return lambda y: y.value.copy()
+    if isinstance(y, AdjType):
+        return lambda y: np.full((), y.value)
+    if isinstance(y, types.Array):
+        return lambda y: y.astype(np.float64)
+    return lambda y: np.full((), np.float64(y))
+
+
+def out_index(y):  # noqa: ANN001, ANN201
+    """The tape index of each output entry, flat (-1 for one that does not depend on x)."""
+
+
+@overload(out_index)
+def _out_index(y):  # noqa: ANN001
+    if isinstance(y, AdjArrayType):
+        return lambda y: np.ascontiguousarray(y.index).ravel().copy()
+    if isinstance(y, AdjType):
+        return lambda y: np.full(1, y.index)
+    if isinstance(y, types.Array):
+        return lambda y: np.full(y.size, -1, np.int64)
+    return lambda y: np.full(1, -1, np.int64)
+
+
+def make_record(f):  # noqa: ANN001, ANN201
+    """A driver ``(x, *args) -> (f(x), output indices, tape)``."""
+
+    @numba.njit
+    def record_f(x, *args):  # noqa: ANN001, ANN202
+        n = x.size
+        tape = Tape(n, max(4096, 8 * n))
+        y = f(as_input(x, tape), *args)
+        return out_value(y), out_index(y), tape
+
+    return record_f
+
+
+@numba.njit
+def pull(tape, outs, cts):  # noqa: ANN001, ANN201
+    """``cts.T @ J`` for cotangents ``cts`` of shape (m, k): the gradients, shape (n, k)."""
+    n = tape.base
+    k = cts.shape[1]
+    result = np.zeros((n, k))
+    adj = np.zeros(n + tape.n)
+    for c in range(k):
+        if c > 0:
+            adj[:] = 0.0
+        for j in range(outs.size):
+            if outs[j] >= 0:
+                adj[outs[j]] += cts[j, c]
+        sweep(tape, adj)
+        for i in range(n):
+            result[i, c] = adj[i]
+    return result
+
+
+def make_value_and_jacobian(record_f):  # noqa: ANN001, ANN201
+    """A driver ``(x, *args) -> (f(x), J)``, one sweep per output entry, flat (m, n)."""
+
+    @numba.njit
+    def value_and_jacobian(x, *args):  # noqa: ANN001, ANN202
+        value, outs, tape = record_f(x, *args)
+        m, n = outs.size, tape.base
+        jac = np.zeros((m, n))
+        adj = np.zeros(n + tape.n)
+        for j in range(m):
+            if outs[j] < 0:
+                continue
+            if j > 0:
+                adj[:] = 0.0
+            adj[outs[j]] = 1.0
+            sweep(tape, adj)
+            for i in range(n):
+                jac[j, i] = adj[i]
+        return value, jac
+
+    return value_and_jacobian
+
+
+_drivers: dict[tuple[Any, str], Any] = {}
+
+
+def driver(f: Any, kind: str) -> Any:
+    """The compiled reverse driver of ``kind`` ("record" or "jacobian") for f."""
+    from . import for_duals
+
+    key = (f, kind)
+    if key not in _drivers:
+        scalars.register_table()
+        register_table()
+        if kind == "record":
+            _drivers[key] = make_record(for_duals(f))
+        else:
+            _drivers[key] = make_value_and_jacobian(driver(f, "record"))
+    return _drivers[key]
+
+
+class NotRecordable(NotCompilable):
+    """Compiled reverse mode could not record the function (Numba could not type it)."""
+
+
+#: Functions compiled reverse mode could not record, so that mode="auto" does not try again.
+failed: dict[Any, str] = {}
+
+
+def run(f: Any, kind: str, *arguments: Any) -> Any:
+    """Run the reverse driver ``kind`` for f; dualad's own refusals become a DualError naming
+    the user's line, any other typing failure a :class:`NotRecordable` that says where."""
+    from . import _where, summary
+
+    try:
+        return driver(f, kind)(*arguments)
+    except errors.TypingError as exc:
+        message = str(exc)
+        known = [m for m in scalars.refusals if m in message]
+        problem = scalars.problems[0] if scalars.problems else known[0] if known else None
+        scalars.problems.clear()
+        if problem is not None:
+            raise DualError(problem + _where(message)) from None
+        failed[getattr(f, "py_func", f)] = message
+        raise NotRecordable(
+            f"{message}\n\ndualad: compiled reverse mode cannot record "
+            f"{getattr(f, '__name__', 'f')}: it stopped at {summary(message)}{_where(message)}. "
+            "It records scalar code (loops over x[i], math and scalar NumPy functions); use "
+            "mode='forward', or engine='numpy' for whole-array NumPy calls."
+        ) from None
+
+
+def value_and_jacobian(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    """(f(x), J of shape f(x).shape + x.shape): one sweep for a scalar f, else one per row."""
+    value, jac = run(f, "jacobian", point, *args)
+    return value, jac.reshape(value.shape + point.shape)
+
+
+def vjp(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
+    """(f(x), pullback) where ``pullback(cts)`` takes cotangents (m, k) to gradients (n, k)."""
+    value, outs, tape = run(f, "record", point, *args)
+
+    def pullback(cts: np.ndarray) -> np.ndarray:
+        return pull(tape, outs, np.ascontiguousarray(cts, dtype=np.float64).reshape(outs.size, -1))
+
+    return value, pullback

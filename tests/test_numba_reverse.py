@@ -1,0 +1,235 @@
+"""Compiled reverse mode (dualad.numba.adjoint) on the compiled engine's loop problems.
+
+Every problem of test_numba_engine.py is differentiated by compiled reverse mode and checked
+against compiled forward mode (same rules, other sweep direction: agreement to rounding) and
+central differences of the float function (which can disagree with both).  Each function is
+recorded once per process (a Numba compilation each), so the tests share the module's functions.
+"""
+
+import threading
+import warnings
+
+import numba
+import numpy as np
+import pytest
+from test_numba_engine import (
+    LORENZ_ARGS,
+    MEYER_T,
+    MEYER_Y,
+    allocations,
+    constant_output,
+    helical_valley,
+    helical_valley_objective,
+    lorenz,
+    matrix_function,
+    meyer,
+    nbody_energy,
+    outer_square,
+    pde_point,
+    pde_residual,
+    piecewise,
+    quartic_via_local_array,
+    rosenbrock,
+    scalar_functions,
+    sqrt_sum,
+    uses_helpers,
+    wood,
+)
+
+import dualad as da
+from dualad.numba import adjoint
+
+RNG = np.random.default_rng(20261202)
+
+
+def central_differences(f, x, args, h=1e-6):
+    """J by central differences of the float function, shape f(x).shape + x.shape."""
+    x = np.asarray(x, dtype=float)
+    cols = []
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h * max(1.0, abs(x.flat[i]))
+        up = np.asarray(f(x + e.reshape(x.shape), *args), dtype=float)
+        down = np.asarray(f(x - e.reshape(x.shape), *args), dtype=float)
+        cols.append((up - down) / (2.0 * e[i]))
+    return np.moveaxis(np.array(cols), 0, -1).reshape(np.shape(cols[0]) + x.shape)
+
+
+def _pde():
+    u, source, left, right = pde_point(12)
+    return u, (source, left, right)
+
+
+_PDE_U, _PDE_ARGS = _pde()
+
+#: (name, f, x, args, is the output a scalar)
+PROBLEMS = [
+    ("rosenbrock", rosenbrock, RNG.normal(size=9), ()),
+    ("wood", wood, RNG.normal(size=4), ()),
+    ("helical_valley", helical_valley, np.array([-0.7, 0.4, 0.3]), ()),
+    ("helical_valley+", helical_valley, np.array([0.7, 0.4, 0.3]), ()),
+    ("helical_valley_objective", helical_valley_objective, np.array([0.6, -0.8, 0.3]), ()),
+    ("meyer", meyer, np.array([0.02, 4000.0, 250.0]), (MEYER_T, MEYER_Y)),
+    ("pde_residual", pde_residual, _PDE_U, _PDE_ARGS),
+    ("nbody_energy", nbody_energy, RNG.normal(size=(5, 3)), (RNG.uniform(1, 2, size=5),)),
+    ("lorenz", lorenz, np.array([1.0, -2.0, 20.0]), LORENZ_ARGS),
+    ("quartic_via_local_array", quartic_via_local_array, RNG.normal(size=4), ()),
+    ("outer_square", outer_square, np.array([0.5, -1.0, 2.0]), ()),
+    ("scalar_functions", scalar_functions, np.array([0.3, 0.6, 1.7]), ()),
+    ("piecewise<", piecewise, np.array([-0.5, 0.7]), ()),
+    ("piecewise>", piecewise, np.array([1.5, 0.4]), ()),
+    ("allocations", allocations, np.array([0.5, -1.0, 2.0]), ()),
+    ("matrix_function", matrix_function, RNG.normal(size=(3, 3)), ()),
+    ("uses_helpers", uses_helpers, RNG.normal(size=5), (RNG.normal(size=5), 0.01)),
+]
+
+
+def assert_close(actual, expected, rtol):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-300)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=[p[0] for p in PROBLEMS])
+def test_reverse_matches_forward_and_central_differences(problem):
+    _, f, x, args = problem
+    value, jac = da.value_and_jacobian(f, x, mode="reverse", args=args)
+    fvalue, fjac = da.value_and_jacobian(f, x, mode="forward", args=args)
+    np.testing.assert_array_equal(value, fvalue)
+    assert_close(jac, fjac, rtol=1e-12)
+    assert_close(jac, central_differences(f, x, args), rtol=1e-5)
+    if np.ndim(value) == 0:
+        assert_close(da.gradient(f, x, mode="reverse", args=args), fjac, rtol=1e-12)
+
+
+def test_vjp_one_and_many_cotangents():
+    u, args = _PDE_U, _PDE_ARGS
+    value, pullback = da.vjp(pde_residual, u, args=args)
+    jac = da.jacobian(pde_residual, u, mode="forward", args=args)
+    np.testing.assert_array_equal(value, pde_residual(u, *args))
+    w = RNG.normal(size=u.size)
+    assert_close(pullback(w), w @ jac, rtol=1e-12)
+    ws = RNG.normal(size=(u.size, 3))
+    assert_close(pullback(ws), jac.T @ ws, rtol=1e-12)
+    assert_close(pullback(w), w @ jac, rtol=1e-12)  # the tape is kept for a second call
+
+
+def test_plain_function_with_engine_numba_and_a_scalar_point():
+    def poly(x):
+        s = 0.0
+        for i in range(len(x)):
+            s += x[i] ** 3 - 2.0 * x[i]
+        return s
+
+    x = np.array([0.5, -1.5, 2.0])
+    assert_close(da.gradient(poly, x, mode="reverse", engine="numba"), 3 * x**2 - 2, 1e-14)
+    assert da.derivative(numba.njit(lambda t: t * t * t), 2.0) == 12.0  # forward, a 0-d point
+    assert_close(
+        da.jacobian(numba.njit(lambda t: t * t * t), 2.0, mode="reverse"), np.float64(12.0), 0
+    )
+
+
+def test_constant_output_has_zero_jacobian():
+    x = np.array([0.5, -1.0, 2.0])
+    value, jac = da.value_and_jacobian(constant_output, x, mode="reverse", args=(2.5,))
+    np.testing.assert_array_equal(value, [0.0, 2.5, 5.0])
+    np.testing.assert_array_equal(jac, np.zeros((3, 3)))
+
+
+def test_infinite_local_derivative_times_a_zero_adjoint_stays_zero():
+    x = np.array([0.0, 4.0])
+    np.testing.assert_array_equal(da.gradient(sqrt_sum, x, mode="reverse"), [np.inf, 0.25])
+
+
+@numba.njit
+def writes_into_its_input(x):
+    x[0] = 1.0
+    return x[1] * x[0]
+
+
+@numba.njit
+def calls_np_sum(x):
+    return np.sum(x)
+
+
+def test_writing_into_the_input_is_a_clear_error_naming_the_line():
+    with pytest.raises(da.DualError, match=r"writes into its input array.*line \d+"):
+        da.gradient(writes_into_its_input, np.array([1.0, 2.0]), mode="reverse")
+
+
+def test_an_unsupported_call_is_a_clear_error_and_auto_falls_back_to_forward():
+    x = np.arange(130.0)
+    with pytest.warns(UserWarning) as record:
+        warnings.simplefilter("always")
+        g = da.gradient(calls_np_sum, x)  # compiled forward cannot either: the NumPy engine
+    assert any("compiled reverse mode cannot record" in str(w.message) for w in record)
+    np.testing.assert_array_equal(g, np.ones(130))
+    with pytest.raises(adjoint.NotRecordable, match=r"cannot record calls_np_sum.*line \d+"):
+        da.gradient(calls_np_sum, x, mode="reverse", engine="numba")
+
+
+def test_auto_mode_takes_compiled_reverse_for_many_inputs(monkeypatch):
+    x = RNG.normal(size=130)
+    calls = []
+    real = adjoint.value_and_jacobian
+    monkeypatch.setattr(adjoint, "value_and_jacobian", lambda *a: calls.append(1) or real(*a))
+    g = da.gradient(rosenbrock, x)
+    assert calls, "mode='auto' did not pick compiled reverse mode"
+    assert_close(g, da.gradient(rosenbrock, x, mode="forward"), 1e-12)
+    calls.clear()
+    da.gradient(rosenbrock, x[:5])  # few inputs: forward
+    u, source, left, right = pde_point(40)
+    da.jacobian(pde_residual, u, args=(source, left, right))  # as many outputs: forward
+    assert not calls
+
+
+@numba.njit
+def long_loop(x, iterations):
+    s = 0.0
+    n = len(x)
+    for k in range(iterations):
+        s += x[k % n] * x[(k + 1) % n]
+    return s
+
+
+def test_a_million_iterations_stay_within_the_documented_tape_bound():
+    x = RNG.normal(size=10)
+    iterations = 10**6
+    from numba.core.runtime import nrt
+
+    stats = nrt.rtsys.get_allocation_stats
+    nrt._nrt.memsys_enable_stats()  # counts of Numba's allocations and frees
+    before = stats()
+    value, outs, tape = adjoint.run(long_loop, "record", x, iterations)
+    nodes = tape.n
+    assert nodes <= 3 * iterations  # a product and a sum per iteration, and the modulo reads
+    bound = adjoint.BYTES_PER_NODE * 2 * nodes + 1  # the arrays at most double past their fill
+    assert tape.nbytes() <= bound
+    del tape, outs
+    g = da.gradient(long_loop, x, mode="reverse", args=(iterations,))
+    after = stats()
+    nrt._nrt.memsys_disable_stats()
+    assert after.alloc - after.free <= before.alloc - before.free + 8  # the tapes were freed
+    n, k = x.size, np.arange(iterations)
+    expected = np.bincount(k % n, x[(k + 1) % n], n) + np.bincount((k + 1) % n, x[k % n], n)
+    assert_close(g, expected, rtol=1e-9)
+
+
+def test_eight_threads_each_own_their_tape():
+    points = [RNG.normal(size=30) for _ in range(8)]
+    expected = [da.gradient(rosenbrock, p, mode="forward") for p in points]
+    da.gradient(rosenbrock, points[0], mode="reverse")  # compiled once, before the threads
+    results = [None] * 8
+
+    def work(i):
+        for _ in range(20):
+            results[i] = da.gradient(rosenbrock, points[i], mode="reverse")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected, strict=True):
+        assert_close(got, want, rtol=1e-12)
