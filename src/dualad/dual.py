@@ -607,7 +607,11 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
         if d == -1:
             return -p
         return d * p
-    if cls is Dual:
+    if cls is Dual:  # a local derivative that is itself differentiated (nested Duals)
+        if p.__class__ is np.ndarray and not _finite(d):
+            # a constant zero tangent contributes an exact zero at every order, as below
+            with np.errstate(invalid="ignore"):
+                return np.where(p == 0, 0.0, d[..., None] * p)
         return d[..., None] * p
     if cls is not np.ndarray and isinstance(d, Carrier):  # a reverse-mode value (a Tracer)
         if d._tape.level > tag:  # its trace began inside this differentiation: not supported
@@ -618,6 +622,17 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
     if math.isfinite(np.add.reduce(d, axis=None)):  # one cheap pass over d, not over d * p
         return d[..., None] * p
     return _zero_tangent_stays_zero(d[..., None], p)
+
+
+def _finite(d: Dual) -> bool:
+    """True when the value and partials of ``d`` (all nesting levels) are finite."""
+    while d.__class__ is Dual:
+        if not math.isfinite(np.add.reduce(primal(d._partials), axis=None)):
+            return False
+        if d._partials.__class__ is Dual and not _finite(d._partials):
+            return False
+        d = d._value
+    return math.isfinite(np.add.reduce(d, axis=None))
 
 
 #: Partials of at least this many entries combine in one compiled pass (dualad.numba.kernels)

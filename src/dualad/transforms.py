@@ -481,7 +481,8 @@ def jacobian(
     """
     if chunk_size is None and engine == "auto" and type(x) is np.ndarray and x.dtype is _FLOAT64:
         ready = _ready_jacobians.get(f)
-        if ready is not None and ready[0] == x.shape and mode != "reverse":
+        if ready is not None and ready[0] == x.shape and mode != "reverse" and x.flags.c_contiguous:
+            # (a strided x takes the full path, which copies it: no second compilation)
             for a in args:  # a Dual argument (a nested derivative) takes the full path
                 if a.__class__ is Dual:
                     break
