@@ -132,14 +132,27 @@ def chunk_width(n: int, chunk_size: int | None, width: int = 1) -> int:
     return math.ceil(n / passes)
 
 
-@functools.lru_cache(maxsize=64)
+#: Seeds of at most this many entries (256 KB of float64) are kept for reuse, 64 of them at most:
+#: a cache of larger ones would hold on to up to the memory budget per entry after the call.
+BASIS_CACHE_ENTRIES = 1 << 15
+
+
 def _basis(n: int, start: int, k: int, dtype: np.dtype) -> np.ndarray:
     """Columns ``start ... start + k - 1`` of the n x n identity, read-only so it can be shared."""
+    if n * k <= BASIS_CACHE_ENTRIES:
+        return _small_basis(n, start, k, dtype)
+    return _new_basis(n, start, k, dtype)
+
+
+def _new_basis(n: int, start: int, k: int, dtype: np.dtype) -> np.ndarray:
     dirs = np.zeros((n, k), dtype=dtype)
     cols = np.arange(min(k, n - start))
     dirs[start + cols, cols] = 1.0
     dirs.flags.writeable = False  # a write into x (x[0] = ...) copies the partials first
     return dirs
+
+
+_small_basis = functools.lru_cache(maxsize=64)(_new_basis)
 
 
 def _seed(x: Any, tag: int, start: int, k: int) -> Dual:
