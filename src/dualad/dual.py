@@ -151,6 +151,14 @@ class Carrier:
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         return structural.array_function(func, args, kwargs, self)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if type(self).__reduce__ is not object.__reduce__:  # the subclass says how (Dual)
+            return self.__reduce__()
+        raise DualError(
+            f"{self._label} cannot be pickled or copied with the copy module: it exists only "
+            "while its da.* call runs. Use np.copy(x) for a copy, or da.primal(x) for the value."
+        )
+
     # --- array attributes ------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
@@ -453,6 +461,31 @@ class Dual(Carrier):
 
     def copy(self) -> Dual:
         return Dual._make(self._tag, self._value.copy(), self._partials.copy())
+
+    # --- copying and pickling --------------------------------------------------------------------
+    def __copy__(self) -> Dual:
+        return Dual._make(self._tag, self._value, self._partials)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Dual:
+        import copy
+
+        return Dual._make(
+            self._tag, copy.deepcopy(self._value, memo), copy.deepcopy(self._partials, memo)
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A Dual you built (tag 0) pickles; one of a running da.* call does not: in another
+        process its tag could name that process's own differentiation, and mix with it."""
+        layer: Any = self
+        while isinstance(layer, Dual):
+            if layer._tag != 0 or (isinstance(layer._partials, Dual) and layer._partials._tag):
+                raise DualError(
+                    "a Dual of a running differentiation cannot be pickled: its derivative "
+                    "belongs to this da.* call, in this process. Send da.primal(x) (the value) "
+                    "to another process, or the derivative the call returns."
+                )
+            layer = layer._value
+        return (Dual, (self._value, self._partials))
 
     def astype(self, dtype: Any, copy: bool = True) -> Dual:
         dtype = np.dtype(dtype)

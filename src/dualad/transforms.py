@@ -716,16 +716,28 @@ def hvp(f: Callable[..., Any], x: Any, v: Any, *, args: tuple[Any, ...] = ()) ->
     return jvp(lambda z: gradient(inner, z, mode="forward", args=args), x, v)[1]
 
 
+class _Transformed:
+    """What :func:`jacfwd`, :func:`jacrev` and :func:`grad` return: ``f``'s derivative as a
+    function of ``(x, *args)``.  An object rather than a closure so that it pickles whenever
+    ``f`` does (a module-level function), e.g. into ``multiprocessing`` workers."""
+
+    def __init__(self, api: Callable[..., Any], f: Callable[..., Any], name: str, **options: Any):
+        self._api, self._f, self._options = api, f, options
+        self.__name__ = self.__qualname__ = f"{name}({getattr(f, '__name__', 'f')})"
+        self.__doc__ = f"The {api.__name__} of {getattr(f, '__name__', 'f')} at x, args=args."
+
+    def __call__(self, x: Any, *args: Any) -> Any:
+        return self._api(self._f, x, args=args, **self._options)
+
+    def __repr__(self) -> str:
+        return f"<dualad {self.__name__}>"
+
+
 def jacfwd(
     f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
 ) -> Callable[..., Any]:
     """``f``'s Jacobian as a function ``jac(x, *args)``, ready for SciPy's ``jac=`` arguments."""
-
-    def jac(x: Any, *args: Any) -> Any:
-        return jacobian(f, x, mode="forward", chunk_size=chunk_size, args=args, engine=engine)
-
-    jac.__name__ = f"jacfwd({getattr(f, '__name__', 'f')})"
-    return jac
+    return _Transformed(jacobian, f, "jacfwd", mode="forward", chunk_size=chunk_size, engine=engine)
 
 
 def grad(
@@ -736,22 +748,12 @@ def grad(
     engine: str = "auto",
 ) -> Callable[..., Any]:
     """``f``'s gradient as a function ``g(x, *args)``, e.g. for ``minimize(jac=)``."""
-
-    def g(x: Any, *args: Any) -> Any:
-        return gradient(f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine)
-
-    g.__name__ = f"grad({getattr(f, '__name__', 'f')})"
-    return g
+    return _Transformed(gradient, f, "grad", mode=mode, chunk_size=chunk_size, engine=engine)
 
 
 def jacrev(f: Callable[..., Any], *, chunk_size: int | None = None) -> Callable[..., Any]:
     """``f``'s Jacobian by reverse mode as a function ``jac(x, *args)`` (for SciPy's ``jac=``)."""
-
-    def jac(x: Any, *args: Any) -> Any:
-        return jacobian(f, x, mode="reverse", chunk_size=chunk_size, args=args)
-
-    jac.__name__ = f"jacrev({getattr(f, '__name__', 'f')})"
-    return jac
+    return _Transformed(jacobian, f, "jacrev", mode="reverse", chunk_size=chunk_size)
 
 
 def vjp(
