@@ -602,12 +602,18 @@ def _as_float_array(value: Any) -> Any:
 
 
 def check_output(y: Any) -> None:
-    """Refuse an output of ``f`` that no derivative can be read from (None, a string)."""
+    """Refuse an output of ``f`` that no derivative can be read from (None, a string, a dict)."""
     if y is None or isinstance(y, (str, bytes)):
         raise TypeError(
             f"f returned {'None' if y is None else type(y).__name__ + ' ' + repr(y)[:40]}; "
             "dualad differentiates functions that return a number or an array (or a list or "
             "tuple of them). Check that f ends with a return statement."
+        )
+    if isinstance(y, (dict, set, frozenset)):
+        raise TypeError(
+            f"f returned a {type(y).__name__}; dualad differentiates functions that return a "
+            "number or an array (or a list or tuple of them): return np.stack([...]) of the "
+            "entries, or differentiate each entry separately"
         )
 
 

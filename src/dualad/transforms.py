@@ -82,7 +82,8 @@ def _check_live(a: Any) -> None:
         if a.tag not in _live_tags.get():
             raise DualError(
                 "the function used a Dual of a differentiation that has already finished (it "
-                "leaked out of an earlier da.* call, e.g. stored in a list or global); use its "
+                "leaked out of an earlier da.* call, e.g. stored in a list or global) or that "
+                "runs in another thread (take a derivative inside f in f's own thread); use its "
                 "value, da.primal(...), instead"
             )
         a = a.value
