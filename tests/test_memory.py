@@ -179,3 +179,26 @@ def test_forward_jvp_at_a_million_inputs_fits():
     expected = (np.cos(x) * x + np.sin(x)) * v + 2.0 * x[::-1] * v[::-1]
     np.testing.assert_allclose(tangent, expected, rtol=1e-13, atol=1e-15)
     assert peak < PEAK_ARRAYS * x.nbytes, f"peak {peak / 1e6:.0f} MB"
+
+
+@numba.njit
+def _indexes_x(x):
+    s = 0.0
+    for i in range(x.size):
+        s += np.sin(x[i])
+    return s
+
+
+def test_a_failing_scalar_call_does_not_demote_array_calls():
+    """A call at a 0-d point that Numba cannot compile (f indexes x) falls back with a warning;
+    calls at arrays stay compiled, without warnings, however long the run."""
+    import dualad.numba as dn
+
+    with pytest.warns(UserWarning, match="could not compile _indexes_x"):
+        with pytest.raises(IndexError):  # the NumPy engine then runs f on one Dual
+            da.gradient(_indexes_x, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            np.testing.assert_allclose(da.gradient(_indexes_x, X8), np.cos(X8), rtol=1e-15)
+    assert (_indexes_x, "value_and_jacobian", 8) in dn._drivers

@@ -244,8 +244,9 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
             )
         return None
     compiled = _compiled or _load_compiled()
-    if engine == "auto" and compiled.failed and _python_function(f) in compiled.failed:
-        return None
+    if engine == "auto" and compiled.failed:
+        if (_python_function(f), np.ndim(x)) in compiled.failed:
+            return None
     return compiled
 
 
