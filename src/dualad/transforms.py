@@ -27,9 +27,9 @@ from .dual import (
     DualError,
     ReverseModeUnsupported,
     _as_float_array,
+    assignment_error,
     check_output,
     primal,
-    user_code,
 )
 
 __all__ = [
@@ -194,8 +194,13 @@ def _scalar(a: Any) -> Any:
 
 
 def _call(f: Callable[..., Any], x: Any, args: tuple[Any, ...]) -> Any:
-    with user_code():
+    try:  # as dual.user_code(), without a context manager's cost per pass
         return f(x, *args)
+    except ValueError as error:
+        ours = assignment_error(error)
+        if ours is None:
+            raise
+        raise ours from error
 
 
 def _python_function(f: Callable[..., Any]) -> Callable[..., Any]:
