@@ -358,15 +358,15 @@ def test_hessian_of_a_numba_function_that_allocates_with_x_dtype_is_a_clear_erro
     # A documented limit: compiled Hessians do not allocate nested-Dual arrays yet, so the
     # Hessian falls back (with a warning) to the source on the NumPy engine, where
     # np.zeros(m, dtype=x.dtype) is a float array: dualad's error says what to write instead,
-    # NumPy's ValueError is its cause.
+    # with NumPy's own ValueError as the cause.
     x = np.array([0.5, -1.0, 2.0])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(da.DualError, match="plain float array") as info:
+        with pytest.raises(da.DualError, match="into an element of a plain float array") as info:
             da.hessian(quartic_via_local_array, x)
     assert any("dualad could not compile" in str(w.message) for w in caught)
-    assert isinstance(info.value.__cause__, ValueError)
     assert "da.primal" in str(info.value)
+    assert isinstance(info.value.__cause__, ValueError)
 
 
 # --- chunking ------------------------------------------------------------------------------------

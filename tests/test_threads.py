@@ -247,3 +247,14 @@ def test_a_refusal_in_one_thread_is_reported_there_only():
             assert "float() of a Dual would drop the derivative" in text
         else:
             assert text.startswith("array("), text
+
+
+def test_a_dual_sent_to_another_thread_inside_f_is_refused_clearly():
+    """Differentiations nest within a thread; a Dual met in another thread is not its own."""
+
+    def f(x):
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(da.jacobian, lambda y: x[0] * y, np.ones(2), mode="forward").result()
+
+    with pytest.raises(da.DualError, match="runs in another thread.*f's own thread"):
+        da.jacobian(f, np.ones(2), mode="forward")

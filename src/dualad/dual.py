@@ -151,6 +151,14 @@ class Carrier:
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         return structural.array_function(func, args, kwargs, self)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if type(self).__reduce__ is not object.__reduce__:  # the subclass says how (Dual)
+            return self.__reduce__()
+        raise DualError(
+            f"{self._label} cannot be pickled or copied with the copy module: it exists only "
+            "while its da.* call runs. Use np.copy(x) for a copy, or da.primal(x) for the value."
+        )
+
     # --- array attributes ------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
@@ -459,6 +467,31 @@ class Dual(Carrier):
     def copy(self) -> Dual:
         return Dual._make(self._tag, self._value.copy(), self._partials.copy())
 
+    # --- copying and pickling --------------------------------------------------------------------
+    def __copy__(self) -> Dual:
+        return Dual._make(self._tag, self._value, self._partials)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Dual:
+        import copy
+
+        return Dual._make(
+            self._tag, copy.deepcopy(self._value, memo), copy.deepcopy(self._partials, memo)
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A Dual you built (tag 0) pickles; one of a running da.* call does not: in another
+        process its tag could name that process's own differentiation, and mix with it."""
+        layer: Any = self
+        while isinstance(layer, Dual):
+            if layer._tag != 0 or (isinstance(layer._partials, Dual) and layer._partials._tag):
+                raise DualError(
+                    "a Dual of a running differentiation cannot be pickled: its derivative "
+                    "belongs to this da.* call, in this process. Send da.primal(x) (the value) "
+                    "to another process, or the derivative the call returns."
+                )
+            layer = layer._value
+        return (Dual, (self._value, self._partials))
+
     def astype(self, dtype: Any, copy: bool = True) -> Dual:
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
@@ -574,12 +607,18 @@ def _as_float_array(value: Any) -> Any:
 
 
 def check_output(y: Any) -> None:
-    """Refuse an output of ``f`` that no derivative can be read from (None, a string)."""
+    """Refuse an output of ``f`` that no derivative can be read from (None, a string, a dict)."""
     if y is None or isinstance(y, (str, bytes)):
         raise TypeError(
             f"f returned {'None' if y is None else type(y).__name__ + ' ' + repr(y)[:40]}; "
             "dualad differentiates functions that return a number or an array (or a list or "
             "tuple of them). Check that f ends with a return statement."
+        )
+    if isinstance(y, (dict, set, frozenset)):
+        raise TypeError(
+            f"f returned a {type(y).__name__}; dualad differentiates functions that return a "
+            "number or an array (or a list or tuple of them): return np.stack([...]) of the "
+            "entries, or differentiate each entry separately"
         )
 
 
@@ -612,7 +651,11 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
         if d == -1:
             return -p
         return d * p
-    if cls is Dual:
+    if cls is Dual:  # a local derivative that is itself differentiated (nested Duals)
+        if p.__class__ is np.ndarray and not _finite(d):
+            # a constant zero tangent contributes an exact zero at every order, as below
+            with np.errstate(invalid="ignore"):
+                return np.where(p == 0, 0.0, d[..., None] * p)
         return d[..., None] * p
     if cls is not np.ndarray and isinstance(d, Carrier):  # a reverse-mode value (a Tracer)
         if d._tape.level > tag:  # its trace began inside this differentiation: not supported
@@ -623,6 +666,17 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
     if math.isfinite(np.add.reduce(d, axis=None)):  # one cheap pass over d, not over d * p
         return d[..., None] * p
     return _zero_tangent_stays_zero(d[..., None], p)
+
+
+def _finite(d: Dual) -> bool:
+    """True when the value and partials of ``d`` (all nesting levels) are finite."""
+    while d.__class__ is Dual:
+        if not math.isfinite(np.add.reduce(primal(d._partials), axis=None)):
+            return False
+        if d._partials.__class__ is Dual and not _finite(d._partials):
+            return False
+        d = d._value
+    return math.isfinite(np.add.reduce(d, axis=None))
 
 
 #: Partials of at least this many entries combine in one compiled pass (dualad.numba.kernels)

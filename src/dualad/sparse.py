@@ -182,6 +182,13 @@ class SparseJacobian:
             for s in range(0, width, per_pass)
         ]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything prepared, for a copy in another process (multiprocessing workers)."""
+        state = self.__dict__.copy()
+        state["_compiled"] = None  # the compiled engine (a module) is found again after a pass
+        state["_engine_known"] = False
+        return state
+
     def __repr__(self) -> str:
         m, n = self.sparsity.shape
         return (

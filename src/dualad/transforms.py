@@ -28,9 +28,9 @@ from .dual import (
     DualError,
     ReverseModeUnsupported,
     _as_float_array,
+    assignment_error,
     check_output,
     primal,
-    user_code,
 )
 from .pysource import python_source
 
@@ -84,7 +84,8 @@ def _check_live(a: Any) -> None:
         if a.tag not in _live_tags.get():
             raise DualError(
                 "the function used a Dual of a differentiation that has already finished (it "
-                "leaked out of an earlier da.* call, e.g. stored in a list or global); use its "
+                "leaked out of an earlier da.* call, e.g. stored in a list or global) or that "
+                "runs in another thread (take a derivative inside f in f's own thread); use its "
                 "value, da.primal(...), instead"
             )
         a = a.value
@@ -134,14 +135,27 @@ def chunk_width(n: int, chunk_size: int | None, width: int = 1) -> int:
     return math.ceil(n / passes)
 
 
-@functools.lru_cache(maxsize=64)
+#: Seeds of at most this many entries (256 KB of float64) are kept for reuse, 64 of them at most:
+#: a cache of larger ones would hold on to up to the memory budget per entry after the call.
+BASIS_CACHE_ENTRIES = 1 << 15
+
+
 def _basis(n: int, start: int, k: int, dtype: np.dtype) -> np.ndarray:
     """Columns ``start ... start + k - 1`` of the n x n identity, read-only so it can be shared."""
+    if n * k <= BASIS_CACHE_ENTRIES:
+        return _small_basis(n, start, k, dtype)
+    return _new_basis(n, start, k, dtype)
+
+
+def _new_basis(n: int, start: int, k: int, dtype: np.dtype) -> np.ndarray:
     dirs = np.zeros((n, k), dtype=dtype)
     cols = np.arange(min(k, n - start))
     dirs[start + cols, cols] = 1.0
     dirs.flags.writeable = False  # a write into x (x[0] = ...) copies the partials first
     return dirs
+
+
+_small_basis = functools.lru_cache(maxsize=64)(_new_basis)
 
 
 def _seed(x: Any, tag: int, start: int, k: int) -> Dual:
@@ -192,8 +206,18 @@ def _scalar(a: Any) -> Any:
 
 
 def _call(f: Callable[..., Any], x: Any, args: tuple[Any, ...]) -> Any:
-    with user_code(), numba_helpers_explained():
+    try:  # as dual.user_code() and numba_helpers_explained(), without a context per pass
         return f(x, *args)
+    except ValueError as error:
+        ours = assignment_error(error)
+        if ours is None:
+            raise
+        raise ours from error
+    except Exception as error:
+        problem = numba_helper_error(error)
+        if problem is None:
+            raise
+        raise problem from error
 
 
 def numba_helper_error(error: Exception) -> DualError | None:
@@ -230,6 +254,12 @@ def _trace(f: Callable[..., Any], point: Any, args: tuple[Any, ...]) -> reverse.
     """``reverse.trace`` of f's Python source, with the error above for an unreached helper."""
     with numba_helpers_explained():
         return reverse.trace(_python_function(f), point, args, next(_tags))
+
+
+def _source_key(f: Callable[..., Any]) -> Callable[..., Any]:
+    """What a memo of f's compilation results is keyed by: its Python function, which stays the
+    same object across calls (``_python_function`` rebuilds f's source for each call)."""
+    return getattr(f, "py_func", f)
 
 
 def _python_function(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -291,7 +321,7 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
             )
         return None
     compiled = _compiled or _load_compiled()
-    if engine == "auto" and compiled.failed and getattr(f, "py_func", f) in compiled.failed:
+    if engine == "auto" and (_source_key(f), np.ndim(x)) in compiled.failed:
         return None
     return compiled
 
@@ -472,7 +502,7 @@ def _compiled_reverse(f: Any, x: Any, args: tuple[Any, ...], mode: str) -> Any:
         )
     point = _float64_point(x)
     if mode == "auto":
-        if point.size < AUTO_COMPILED_REVERSE_MIN_INPUTS or _python_function(f) in adjoint.failed:
+        if point.size < AUTO_COMPILED_REVERSE_MIN_INPUTS or _source_key(f) in adjoint.failed:
             return None
         if np.size(f(point, *args)) * AUTO_INPUTS_PER_OUTPUT > point.size:
             return None  # many outputs: forward mode (f on floats told the output size)
@@ -485,7 +515,7 @@ def _compiled_reverse(f: Any, x: Any, args: tuple[Any, ...], mode: str) -> Any:
                 "mode. Pass mode='forward' to choose it without this warning.",
                 stacklevel=4,
             )
-            adjoint.failed[_python_function(f)] = str(error)
+            adjoint.failed[_source_key(f)] = str(error)
             return None
         return value, jac
     return adjoint.value_and_jacobian(f, point, args)
@@ -582,7 +612,8 @@ def jacobian(
     """
     if chunk_size is None and engine == "auto" and type(x) is np.ndarray and x.dtype is _FLOAT64:
         ready = _ready_jacobians.get(f)
-        if ready is not None and ready[0] == x.shape and mode != "reverse":
+        if ready is not None and ready[0] == x.shape and mode != "reverse" and x.flags.c_contiguous:
+            # (a strided x takes the full path, which copies it: no second compilation)
             for a in args:  # a Dual argument (a nested derivative) takes the full path
                 if a.__class__ is Dual:
                     break
@@ -907,17 +938,29 @@ def hvp(
     )[1]
 
 
+class _Transformed:
+    """What :func:`jacfwd`, :func:`jacrev` and :func:`grad` return: ``f``'s derivative as a
+    function of ``(x, *args)``.  An object rather than a closure so that it pickles whenever
+    ``f`` does (a module-level function), e.g. into ``multiprocessing`` workers."""
+
+    def __init__(self, api: Callable[..., Any], f: Callable[..., Any], name: str, **options: Any):
+        self._api, self._f, self._options = api, f, options
+        self.__name__ = self.__qualname__ = f"{name}({getattr(f, '__name__', 'f')})"
+        self.__doc__ = f"The {api.__name__} of {getattr(f, '__name__', 'f')} at x, args=args."
+
+    def __call__(self, x: Any, *args: Any) -> Any:
+        return self._api(self._f, x, args=args, **self._options)
+
+    def __repr__(self) -> str:
+        return f"<dualad {self.__name__}>"
+
+
 def jacfwd(
     f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
 ) -> Callable[..., Any]:
     """``f``'s Jacobian as a function ``jac(x, *args)``, ready for SciPy's ``jac=`` arguments."""
     _check_engine(engine)
-
-    def jac(x: Any, *args: Any) -> Any:
-        return jacobian(f, x, mode="forward", chunk_size=chunk_size, args=args, engine=engine)
-
-    jac.__name__ = f"jacfwd({getattr(f, '__name__', 'f')})"
-    return jac
+    return _Transformed(jacobian, f, "jacfwd", mode="forward", chunk_size=chunk_size, engine=engine)
 
 
 def grad(
@@ -929,28 +972,16 @@ def grad(
 ) -> Callable[..., Any]:
     """``f``'s gradient as a function ``g(x, *args)``, e.g. for ``minimize(jac=)``."""
     _check_mode(mode, engine)
-
-    def g(x: Any, *args: Any) -> Any:
-        return gradient(f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine)
-
-    g.__name__ = f"grad({getattr(f, '__name__', 'f')})"
-    return g
+    return _Transformed(gradient, f, "grad", mode=mode, chunk_size=chunk_size, engine=engine)
 
 
 def jacrev(
     f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
 ) -> Callable[..., Any]:
-    """``f``'s Jacobian by reverse mode as a function ``jac(x, *args)`` (for SciPy's ``jac=``).
-
-    Reverse mode runs on the NumPy engine: ``engine`` may be ``"auto"`` or ``"numpy"``.
-    """
+    """``f``'s Jacobian by reverse mode as a function ``jac(x, *args)`` (for SciPy's ``jac=``);
+    a ``numba.njit`` function runs by compiled reverse mode."""
     _check_mode("reverse", engine)
-
-    def jac(x: Any, *args: Any) -> Any:
-        return jacobian(f, x, mode="reverse", chunk_size=chunk_size, args=args, engine=engine)
-
-    jac.__name__ = f"jacrev({getattr(f, '__name__', 'f')})"
-    return jac
+    return _Transformed(jacobian, f, "jacrev", mode="reverse", chunk_size=chunk_size, engine=engine)
 
 
 def _compiled_vjp(f: Any, x: Any, args: tuple[Any, ...]) -> tuple[Any, Callable[[Any], Any]]:

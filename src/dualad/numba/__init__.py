@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numba
+import numpy as np
 from numba.core import errors
 
 from ..dual import DualError
@@ -105,9 +106,10 @@ class NotCompilable(errors.TypingError):
     """Numba could not compile the function for Dual inputs, for a reason that is not dualad's."""
 
 
-#: Functions Numba could not compile for Duals, with the reason, so that engine="auto" does not
-#: pay for a failing compilation again.
-failed: dict[Any, str] = {}
+#: (function, ndim of the point) Numba could not compile for Duals, with the reason, so that
+#: engine="auto" does not pay for a failing compilation again.  Per ndim: a call at a scalar
+#: point that fails (f indexes x) must not send the function's array calls to the NumPy engine.
+failed: dict[tuple[Any, int], str] = {}
 
 
 _OPERATION = re.compile(r"^\s*>>> (.+)$", re.MULTILINE)
@@ -210,7 +212,8 @@ def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ..
         problem = scalars.take_problem(message)
         if problem is not None:
             raise DualError(problem + _where(message)) from None
-        failed[getattr(f, "py_func", f)] = message
+        if arguments:
+            failed[getattr(f, "py_func", f), np.ndim(arguments[0])] = message
         raise NotCompilable(
             f"{message}\n\ndualad: compiling {getattr(f, '__name__', 'f')} for Dual inputs "
             f"(K = {K}) stopped at {summary(message)}{_where(message)}. The compiled engine "
