@@ -23,7 +23,7 @@ from numba.core import errors
 
 from ..dual import DualError
 from ..transforms import checked_chunk_size
-from . import arrayops, arrays, drivers, reductions, scalars  # noqa: F401 - overloads on import
+from . import arrayops, arrays, drivers, reductions, scalars, shapes  # noqa: F401 - overloads
 from .dualtypes import DualArrayType, DualType
 
 __all__ = [
@@ -147,6 +147,6 @@ def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ..
         raise NotCompilable(
             f"{message}\n\ndualad: compiling {getattr(f, '__name__', 'f')} for Dual inputs "
             f"(K = {K}) stopped at {summary(message)}{_where(message)}. The compiled engine "
-            "differentiates scalar code (loops over x[i]); whole-array NumPy calls on Duals need "
-            "engine='numpy'."
+            "takes loops, elementwise NumPy on arrays and the common reductions (see the README); "
+            "other NumPy calls on Duals need engine='numpy'."
         ) from None
