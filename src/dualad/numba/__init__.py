@@ -136,7 +136,11 @@ def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ..
     """Call a driver; on a typing failure, say what dualad knows about it."""
     try:
         return compiled(*arguments)
-    except errors.TypingError as exc:
+    except Exception as exc:
+        # Numba's in-place operator template for a float array lhs crashes (AttributeError) on
+        # a DualArray rhs after dualad's overload refused it: the refusal is the answer then.
+        if not isinstance(exc, errors.TypingError) and not scalars.problems:
+            raise
         message = str(exc)
         known = [m for m in scalars.refusals if m in message]
         problem = scalars.problems[0] if scalars.problems else known[0] if known else None

@@ -45,6 +45,11 @@ _WRITE_INTO_INPUT = (
     "(its buffers are shared between passes); copy it first, x = x.copy()."
 )
 
+_VALUE_ONLY_ON_VALUES = (
+    "np.{name} of a DualArray is not supported in compiled code; take it of the values, "
+    "np.{name}(da.primal(x)) (its derivative is zero), or use an operator such as x > 0."
+)
+
 
 @numba.njit
 def _extent(a, b):  # noqa: ANN001, ANN202
@@ -89,13 +94,14 @@ def elementwise_impl(
     fn: Any,
     argtypes: tuple[Any, ...],
     inplace: bool = False,
-    values_only: bool = False,
+    values_only: bool | str = False,
     params: str | None = None,
 ) -> Callable[..., Any]:
     """The broadcast loop applying ``fn`` to elements of ``argtypes`` (see the module docstring).
 
     ``inplace`` writes into the first operand (a DualArray) and returns it; ``values_only``
     applies ``fn`` to the values and returns a plain array (comparisons, zero derivative).
+    ``values_only="dual"`` returns those values as a DualArray with zero partials.
     ``params`` names the implementation's parameters as the overloaded function does.
     """
     key = (fn, argtypes, inplace, values_only, params)
@@ -173,8 +179,10 @@ def elementwise_impl(
     lines += [indent + line for line in inner]
     if inplace:
         lines.append("    return x0")
-    elif values_only:
+    elif values_only and values_only != "dual":
         lines.append("    return out_v")
+    elif values_only:  # zero partials: see _array_typer
+        lines.append(f"    return make_dual_array(out_v, np.zeros(out_v.shape + ({K},)), {K})")
     else:
         lines.append(f"    return make_dual_array(out_v, out_p, {K})")
     source = f"def impl({params or _names(len(argtypes))}):\n" + "\n".join(lines) + "\n"
@@ -209,10 +217,15 @@ def _array_typer(fn: Any, nin: int, values_only: bool = False) -> Callable[..., 
     def select(*argtypes: Any) -> Any:
         if not applies(argtypes):
             return None
-        vo = values_only or (
-            isinstance(fn, np.ufunc) and rules.lookup(fn) is None and rules.is_zero_derivative(fn)
-        )
-        return elementwise_impl(fn, tuple(argtypes), values_only=vo)
+        if values_only:
+            return elementwise_impl(fn, tuple(argtypes), values_only=True)
+        if isinstance(fn, np.ufunc) and rules.lookup(fn) is None and rules.is_zero_derivative(fn):
+            # Numba's array-expression rewrite fuses a ufunc call whose result is a plain array,
+            # and cannot read a DualArray operand then: the result is a DualArray (zero partials)
+            if _values_dtype(fn, argtypes) != np.float64:
+                refuse(_VALUE_ONLY_ON_VALUES.format(name=fn.__name__))
+            return elementwise_impl(fn, tuple(argtypes), values_only="dual")
+        return elementwise_impl(fn, tuple(argtypes))
 
     source = f"def typer({_names(nin)}):\n    return select({_names(nin)})\n"
     return generate(source, "typer", select=select)
