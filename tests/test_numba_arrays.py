@@ -180,3 +180,44 @@ def test_refusals_say_what_to_write_instead(f, advice):
     with pytest.raises(da.DualError, match=advice) as e:
         da.jacobian(f, X, engine="numba")
     assert len(str(e.value).splitlines()) <= 5
+
+
+# --- dualad.numba.promote: float allocations of an unchanged library function -------------------
+
+
+@numba.njit
+def _library_squares(x):
+    n = x.size
+    out = np.empty(n)
+    acc = np.zeros((2, n), dtype=np.float64)
+    for i in range(n):
+        out[i] = x[i] ** 2
+        acc[0, i] = x[i]
+    return out + acc[0] + np.ones(n)
+
+
+def test_float_allocations_are_refused_unless_promoted():
+    x = X[:3]
+    with pytest.raises(da.DualError, match=r"float array would drop.*dualad\.numba\.promote\(f\)"):
+        da.jacobian(_library_squares, x, engine="numba")
+    from dualad.numba import promote
+
+    promoted = promote(_library_squares)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jac = da.jacobian(promoted, x)
+    np.testing.assert_array_equal(jac, np.diag(2.0 * x + 1.0))
+    np.testing.assert_array_equal(promoted(x), _library_squares(x))  # floats: the same values
+    np.testing.assert_allclose(jac, central(_library_squares.py_func, x), rtol=1e-7)
+
+
+def test_promote_refuses_a_closure_clearly():
+    from dualad.numba import promote
+
+    scale = 2.0
+
+    def inner(x):
+        return np.empty(3) * scale
+
+    with pytest.raises(da.DualError, match="enclosing function .*scale.*module level"):
+        promote(inner)

@@ -25,6 +25,7 @@ from ..dual import DualError
 from ..transforms import checked_chunk_size
 from . import arrayops, arrays, drivers, reductions, scalars, shapes  # noqa: F401 - overloads
 from .dualtypes import DualArrayType, DualType
+from .promotion import promote
 
 __all__ = [
     "CHUNK_THRESHOLD",
@@ -33,6 +34,7 @@ __all__ = [
     "NotCompilable",
     "chunk_size_for",
     "compile_times",
+    "promote",
     "run",
 ]
 
