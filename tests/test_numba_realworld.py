@@ -358,3 +358,24 @@ def test_the_users_dispatcher_keeps_its_options_and_float_signatures():
     assert pendulum_chain.targetoptions.get("parallel")
     assert all("Dual" not in str(sig) for sig in pendulum_chain.signatures)
     np.testing.assert_allclose(pendulum_chain(x), pendulum_chain.py_func(x), rtol=1e-12)
+
+
+@numba.njit(parallel=True)
+def _sum_squares_parallel(v):
+    s = 0.0
+    for i in numba.prange(v.size):
+        s += v[i] * v[i]
+    return s
+
+
+@numba.njit
+def ridge_penalised(x):
+    """A helper with parallel=True and a prange reduction, called with a DualArray."""
+    return np.sum((x - 1.0) ** 2) + 0.1 * _sum_squares_parallel(x)
+
+
+def test_a_parallel_helper_with_a_prange_reduction():
+    x = np.array([0.3, -1.2, 2.0, 0.7])
+    jac = check(ridge_penalised, x, numpy_engine=False)  # NumPy engine: see test_particles
+    np.testing.assert_allclose(jac, 2.0 * (x - 1.0) + 0.2 * x, rtol=1e-14)
+    assert _sum_squares_parallel.targetoptions.get("parallel")  # the user's helper is unchanged

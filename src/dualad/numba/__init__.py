@@ -23,7 +23,7 @@ from numba.core import errors
 
 from ..dual import DualError
 from ..transforms import checked_chunk_size
-from . import arrayops, arrays, drivers, reductions, scalars, shapes  # noqa: F401 - overloads
+from . import arrayops, arrays, drivers, helpers, reductions, scalars, shapes  # noqa: F401
 from .dualtypes import DualArrayType, DualType
 from .promotion import promote
 
@@ -65,7 +65,7 @@ def for_duals(f: Callable[..., Any]) -> Any:
     source = getattr(f, "py_func", f)
     dispatcher = _for_duals.get(source)
     if dispatcher is None:
-        dispatcher = _for_duals[source] = numba.njit(source)
+        dispatcher = _for_duals[source] = numba.njit(helpers.serial_source(source))
     return dispatcher
 
 
