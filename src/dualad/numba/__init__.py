@@ -26,8 +26,19 @@ from numba.core import errors
 
 from ..dual import DualError
 from ..transforms import checked_chunk_size
-from . import arrayops, arrays, cache, drivers, reductions, scalars, second  # noqa: F401 - overloads
+from . import (  # noqa: F401 - each registers its overloads on import
+    arrayops,
+    arrays,
+    cache,
+    drivers,
+    helpers,
+    reductions,
+    scalars,
+    second,
+    shapes,
+)
 from .dualtypes import DualArrayType, DualType
+from .promotion import promote
 
 __all__ = [
     "CHUNK_THRESHOLD",
@@ -37,6 +48,7 @@ __all__ = [
     "NotCompilable",
     "chunk_size_for",
     "compile_times",
+    "promote",
     "run",
 ]
 
@@ -86,7 +98,7 @@ def for_duals(f: Callable[..., Any]) -> Any:
     source = getattr(f, "py_func", f)
     dispatcher = _for_duals.get(source)
     if dispatcher is None:
-        dispatcher = _for_duals[source] = numba.njit(source)
+        dispatcher = _for_duals[source] = numba.njit(helpers.serial_source(source))
     return dispatcher
 
 
@@ -207,7 +219,11 @@ def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ..
         scalars.problems.set(())
     try:
         return compiled(*arguments)
-    except errors.TypingError as exc:
+    except Exception as exc:
+        # Numba's in-place operator template for a float array lhs crashes (AttributeError) on
+        # a DualArray rhs after dualad's overload refused it: the refusal is the answer then.
+        if not isinstance(exc, errors.TypingError) and not scalars.problems.get():
+            raise
         message = str(exc)
         problem = scalars.take_problem(message)
         if problem is not None:
@@ -217,6 +233,6 @@ def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ..
         raise NotCompilable(
             f"{message}\n\ndualad: compiling {getattr(f, '__name__', 'f')} for Dual inputs "
             f"(K = {K}) stopped at {summary(message)}{_where(message)}. The compiled engine "
-            "differentiates scalar code (loops over x[i]); whole-array NumPy calls on Duals need "
-            "engine='numpy'."
+            "takes loops, elementwise NumPy on arrays and the common reductions (see the README); "
+            "other NumPy calls on Duals need engine='numpy'."
         ) from None

@@ -671,9 +671,7 @@ def run(f: Any, kind: str, *arguments: Any) -> Any:
         return driver(f, kind)(*arguments)
     except errors.TypingError as exc:
         message = str(exc)
-        known = [m for m in scalars.refusals if m in message]
-        problem = scalars.problems[0] if scalars.problems else known[0] if known else None
-        scalars.problems.clear()
+        problem = scalars.take_problem(message)
         if problem is not None:
             raise DualError(problem + _where(message)) from None
         failed[getattr(f, "py_func", f)] = message

@@ -45,6 +45,11 @@ _WRITE_INTO_INPUT = (
     "(its buffers are shared between passes); copy it first, x = x.copy()."
 )
 
+_VALUE_ONLY_ON_VALUES = (
+    "np.{name} of a DualArray is not supported in compiled code; take it of the values, "
+    "np.{name}(da.primal(x)) (its derivative is zero), or use an operator such as x > 0."
+)
+
 
 @numba.njit
 def _extent(a, b):  # noqa: ANN001, ANN202
@@ -69,7 +74,7 @@ def _kind(t: Any) -> str | None:
 
 
 def applies(argtypes: tuple[Any, ...]) -> bool:
-    """True when an array and a Dual (array or scalar) meet, and every operand is of a known kind."""
+    """True when an array and a Dual (array or scalar) meet, every operand of a known kind."""
     kinds = [_kind(t) for t in argtypes]
     if None in kinds:
         return False
@@ -86,20 +91,26 @@ _impls: dict[Any, Callable[..., Any]] = {}
 
 
 def elementwise_impl(
-    fn: Any, argtypes: tuple[Any, ...], inplace: bool = False, values_only: bool = False
+    fn: Any,
+    argtypes: tuple[Any, ...],
+    inplace: bool = False,
+    values_only: bool | str = False,
+    params: str | None = None,
 ) -> Callable[..., Any]:
     """The broadcast loop applying ``fn`` to elements of ``argtypes`` (see the module docstring).
 
     ``inplace`` writes into the first operand (a DualArray) and returns it; ``values_only``
     applies ``fn`` to the values and returns a plain array (comparisons, zero derivative).
+    ``values_only="dual"`` returns those values as a DualArray with zero partials.
+    ``params`` names the implementation's parameters as the overloaded function does.
     """
-    key = (fn, argtypes, inplace, values_only)
+    key = (fn, argtypes, inplace, values_only, params)
     if key in _impls:
         return _impls[key]
     K = _K(argtypes)
     kinds = [_kind(t) for t in argtypes]
     D = max(t.ndim for t in argtypes if isinstance(t, (types.Array, DualArrayType)))
-    body: list[str] = []
+    body: list[str] = [f"{_names(len(argtypes))}, = {params}"] if params else []
     arrays = []
     for j, k in enumerate(kinds):
         if k == "DA":
@@ -114,9 +125,7 @@ def elementwise_impl(
         if k in ("DA", "A"):
             arrays.append((j, argtypes[j].ndim))
     for axis in range(D):
-        parts = [
-            f"v{j}.shape[{axis - (D - nd)}]" for j, nd in arrays if axis - (D - nd) >= 0
-        ]
+        parts = [f"v{j}.shape[{axis - (D - nd)}]" for j, nd in arrays if axis - (D - nd) >= 0]
         expr = parts[0]
         for p in parts[1:]:
             expr = f"_extent({expr}, {p})"
@@ -170,11 +179,13 @@ def elementwise_impl(
     lines += [indent + line for line in inner]
     if inplace:
         lines.append("    return x0")
-    elif values_only:
+    elif values_only and values_only != "dual":
         lines.append("    return out_v")
+    elif values_only:  # zero partials: see _array_typer
+        lines.append(f"    return make_dual_array(out_v, np.zeros(out_v.shape + ({K},)), {K})")
     else:
         lines.append(f"    return make_dual_array(out_v, out_p, {K})")
-    source = f"def impl({_names(len(argtypes))}):\n" + "\n".join(lines) + "\n"
+    source = f"def impl({params or _names(len(argtypes))}):\n" + "\n".join(lines) + "\n"
     env = {"fn": fn, "_extent": _extent, "as_dual": as_dual}
     if values_only:
         env["dtype"] = _values_dtype(fn, argtypes)
@@ -206,12 +217,15 @@ def _array_typer(fn: Any, nin: int, values_only: bool = False) -> Callable[..., 
     def select(*argtypes: Any) -> Any:
         if not applies(argtypes):
             return None
-        vo = values_only or (
-            isinstance(fn, np.ufunc)
-            and rules.lookup(fn) is None
-            and rules.is_zero_derivative(fn)
-        )
-        return elementwise_impl(fn, tuple(argtypes), values_only=vo)
+        if values_only:
+            return elementwise_impl(fn, tuple(argtypes), values_only=True)
+        if isinstance(fn, np.ufunc) and rules.lookup(fn) is None and rules.is_zero_derivative(fn):
+            # Numba's array-expression rewrite fuses a ufunc call whose result is a plain array,
+            # and cannot read a DualArray operand then: the result is a DualArray (zero partials)
+            if _values_dtype(fn, argtypes) != np.float64:
+                refuse(_VALUE_ONLY_ON_VALUES.format(name=fn.__name__))
+            return elementwise_impl(fn, tuple(argtypes), values_only="dual")
+        return elementwise_impl(fn, tuple(argtypes))
 
     source = f"def typer({_names(nin)}):\n    return select({_names(nin)})\n"
     return generate(source, "typer", select=select)

@@ -68,7 +68,8 @@ def _getitem(a, idx):  # noqa: ANN001
 _LOST_IN_FLOAT_ARRAY = (
     "writing a Dual into a float array would drop its derivative. Allocate the array from the "
     "input instead: np.empty_like(x), np.zeros_like(x), or np.zeros(m, dtype=x.dtype) / "
-    "np.empty(m, x.dtype), which hold Duals when x does and floats otherwise."
+    "np.empty(m, x.dtype), which hold Duals when x does and floats otherwise; or, to leave the "
+    "function unchanged, differentiate dualad.numba.promote(f)."
 )
 
 

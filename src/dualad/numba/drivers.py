@@ -75,8 +75,19 @@ def _out_size(y):  # noqa: ANN001
     return lambda y: 1
 
 
+_TUPLE_OUTPUT = (
+    "the function returns a tuple; dualad differentiates a function with one output array. "
+    "Return np.concatenate((a, b)) (or np.stack((a, b)) for equal shapes) and split the Jacobian's "
+    "rows, or differentiate one function per output."
+)
+
+
 @overload(out_value)
 def _out_value(y):  # noqa: ANN001
+    if isinstance(y, types.BaseTuple):
+        from .scalars import refuse
+
+        refuse(_TUPLE_OUTPUT)
     if isinstance(y, DualArrayType):
         if y.value_type.mutable:
             return lambda y: y.value  # made inside f: not shared

@@ -76,7 +76,8 @@ def _sum(a, axis=None):  # noqa: ANN001
     return _gen(
         "def impl(a, axis=None):\n"
         f"    ax = axis if axis >= 0 else axis + {a.ndim}\n"
-        f"    return make_dual_array(np.sum(a.value, axis=ax), np.sum(a.partials, axis=ax), {a.K})\n"
+        "    v = np.sum(a.value, axis=ax)\n"
+        f"    return make_dual_array(v, np.sum(a.partials, axis=ax), {a.K})\n"
     )
 
 
@@ -133,8 +134,7 @@ def _select(arg: str):
                 f"take np.{arg[3:]}(x[i, :]) of each row (or column) in a loop instead."
             )
         return _gen(
-            "def impl(a, axis=None):\n    f = flat(a)\n"
-            f"    return f[np.{arg}(f.value)]\n",
+            f"def impl(a, axis=None):\n    f = flat(a)\n    return f[np.{arg}(f.value)]\n",
             flat=flat,
         )
 

@@ -1,0 +1,182 @@
+"""DualArray shapes inside compiled code: reshape, ravel, ``.T``, concatenate, stack, copy and
+``np.where``.
+
+Each one applies Numba's own array function to the value array and the partials array alike;
+the direction axis stays last (``.T`` of a matrix swaps the first two axes of the partials only).
+A float array among the operands of ``np.concatenate`` or ``np.stack`` joins with zero partials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import overload_attribute, overload_method
+
+from .arrayops import applies, elementwise_impl
+from .dualtypes import DualArrayType, DualType, generate, overload_first, tuple_source
+from .reductions import flat
+from .scalars import refuse
+
+_REAL = (types.Float, types.Integer, types.Boolean)
+
+
+def _gen(source: str, **names: Any) -> Any:
+    return generate(source, label="array shape", **names)
+
+
+def _reshape_impl(a: DualArrayType, signature: str, shape: str) -> Any:
+    return _gen(
+        f"def impl({signature}):\n"
+        f"    v = np.ascontiguousarray(a.value).reshape({shape})\n"
+        f"    p = np.ascontiguousarray(a.partials).reshape(v.shape + ({a.K},))\n"
+        f"    return make_dual_array(v, p, {a.K})\n"
+    )
+
+
+@overload_method(DualArrayType, "reshape")
+def _reshape_method(a, *shape):  # noqa: ANN001
+    if len(shape) == 1 and isinstance(shape[0], types.BaseTuple):
+        return _reshape_impl(a, "a, *shape", "shape[0]")
+    if all(isinstance(s, types.Integer) for s in shape):
+        return _reshape_impl(a, "a, *shape", "shape")
+    return None
+
+
+@overload_first(np.reshape)
+def _reshape(a, shape):  # noqa: ANN001
+    if not isinstance(a, DualArrayType):
+        return None
+    return _reshape_impl(a, "a, shape", "shape")
+
+
+overload_method(DualArrayType, "ravel")(lambda a: lambda a: flat(a))
+overload_first(np.ravel)(lambda a: (lambda a: flat(a)) if isinstance(a, DualArrayType) else None)
+
+
+@overload_method(DualArrayType, "flatten")
+def _flatten(a):  # noqa: ANN001
+    return lambda a: flat(a).copy()
+
+
+def _transpose_impl(a):  # noqa: ANN001, ANN202 - a typer: Numba compares its signature
+    if not isinstance(a, DualArrayType):
+        return None
+    if a.ndim == 1:
+        return lambda a: a
+    if a.ndim != 2:
+        refuse(".T / np.transpose of a DualArray of more than 2 dimensions is not supported")
+    return _gen(
+        "def impl(a):\n"
+        f"    return make_dual_array(a.value.T, np.transpose(a.partials, (1, 0, 2)), {a.K})\n"
+    )
+
+
+overload_attribute(DualArrayType, "T")(_transpose_impl)
+overload_method(DualArrayType, "transpose")(_transpose_impl)
+overload_first(np.transpose)(_transpose_impl)
+
+
+def _copy(a):  # noqa: ANN001
+    if not isinstance(a, DualArrayType):
+        return None
+    return _gen(
+        f"def impl(a):\n    return make_dual_array(a.value.copy(), a.partials.copy(), {a.K})\n"
+    )
+
+
+overload_first(np.copy)(_copy)
+overload_first(np.ascontiguousarray)(_copy)
+
+
+def _joined(arrays: Any) -> tuple[int, list[str], list[str]] | None:
+    """K and the sources of each operand's values and partials, when a DualArray takes part."""
+    if not isinstance(arrays, types.BaseTuple) or not any(
+        isinstance(t, DualArrayType) for t in arrays
+    ):
+        return None
+    K = next(t.K for t in arrays if isinstance(t, DualArrayType))
+    values, partials = [], []
+    for i, t in enumerate(arrays):
+        if isinstance(t, DualArrayType):
+            if t.K != K:
+                return None
+            values.append(f"arrays[{i}].value")
+            partials.append(f"arrays[{i}].partials")
+        elif isinstance(t, types.Array):
+            values.append(f"arrays[{i}]")
+            partials.append(f"np.zeros(arrays[{i}].shape + ({K},))")
+        else:
+            return None
+    return K, values, partials
+
+
+@overload_first(np.concatenate)
+def _concatenate(arrays, axis=0):  # noqa: ANN001
+    joined = _joined(arrays)
+    if joined is None:
+        return None
+    K, values, partials = joined
+    ndim = next(t.ndim for t in arrays if isinstance(t, DualArrayType))
+    return _gen(
+        "def impl(arrays, axis=0):\n"
+        f"    ax = axis if axis >= 0 else axis + {ndim}\n"
+        f"    v = np.concatenate({tuple_source(values)}, axis=ax)\n"
+        f"    p = np.concatenate({tuple_source(partials)}, axis=ax)\n"
+        f"    return make_dual_array(v, p, {K})\n"
+    )
+
+
+def _stack_typer():
+    def typer(arrays, axis=0):  # noqa: ANN001, ANN202
+        joined = _joined(arrays)
+        if joined is None:
+            return None
+        K, _, _ = joined
+        if not isinstance(axis, (int, types.IntegerLiteral, types.Omitted)) and axis is not None:
+            refuse("np.stack of DualArrays takes a constant axis (0 or -1) in compiled code")
+        literal = getattr(axis, "literal_value", getattr(axis, "value", axis))
+        last = literal == -1 or (literal == 1 and all(t.ndim == 1 for t in arrays))
+        if literal not in (0, None) and not last:
+            refuse("np.stack of DualArrays takes axis 0 or -1 (1-D operands) in compiled code")
+        first = next(i for i, t in enumerate(arrays) if isinstance(t, (DualArrayType, types.Array)))
+        n = len(arrays)
+        stores = "".join(f"    out[{i}] = arrays[{i}]\n" for i in range(n))
+        shape = f"({n},) + arrays[{first}].shape"
+        body = (
+            "def impl(arrays, axis=0):\n"
+            f"    out = make_dual_array(np.empty({shape}), np.empty({shape} + ({K},)), {K})\n"
+            + stores
+        )
+        if last:
+            return _gen(body + "    return out.T\n")
+        return _gen(body + "    return out\n")
+
+    return typer
+
+
+overload_first(np.stack)(_stack_typer())
+
+
+@numba.njit
+def _pick(c, a, b):  # noqa: ANN001, ANN202
+    return a if c else b
+
+
+@overload_first(np.where)
+def _where(condition, x, y):  # noqa: ANN001
+    if isinstance(condition, (DualType, DualArrayType)):
+        return lambda condition, x, y: np.where(condition.value, x, y)
+    argtypes = (condition, x, y)
+    if isinstance(condition, types.Array) or any(
+        isinstance(t, (DualArrayType, types.Array)) for t in (x, y)
+    ):
+        if applies(argtypes):
+            return elementwise_impl(_pick, argtypes, params="condition, x, y")
+        return None
+    if isinstance(condition, _REAL) and any(isinstance(t, DualType) for t in (x, y)):
+        if all(isinstance(t, (DualType, *_REAL)) for t in (x, y)):
+            return lambda condition, x, y: x if condition else y
+    return None

@@ -1,0 +1,223 @@
+"""Whole-array NumPy on DualArrays in compiled code: ufuncs, operators, broadcasting, reductions,
+products and slicing, each checked against the NumPy engine and central differences.
+
+Each function packs many operations into one output vector, so that Numba compiles a handful of
+functions (one chunk size, K = 6) rather than one per operation.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+
+import dualad as da  # noqa: E402
+
+RNG = np.random.default_rng(20261202)
+X = np.array([0.7, 1.3, 0.4, 2.1, 0.9, 1.6])
+C = np.array([0.5, -1.0, 2.0, 1.5, 0.25, -0.75])
+ROW = np.array([1.0, -2.0, 0.5])
+M = RNG.normal(size=(4, 6))
+
+
+@pytest.fixture(autouse=True)
+def _no_fallback():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="dualad could not compile")
+        yield
+
+
+def central(f, x, h=1e-6):
+    cols = []
+    for j in range(x.size):
+        e = np.zeros_like(x)
+        e[j] = h
+        cols.append((np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
+def check(f, x=X, fd_rtol=1e-6):
+    """Compiled Jacobian == NumPy engine's (to rounding) and == central differences."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, jac = da.value_and_jacobian(f, x, engine="numba")
+    ref_value, ref = da.value_and_jacobian(f.py_func, x, engine="numpy")
+    np.testing.assert_allclose(value, ref_value, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(jac, ref, rtol=1e-12, atol=1e-12)
+    fd = central(f.py_func, x)
+    np.testing.assert_allclose(jac, fd, rtol=fd_rtol, atol=fd_rtol * max(1.0, np.abs(fd).max()))
+    return jac
+
+
+@numba.njit
+def elementwise(x):
+    d = x[0] * x - C  # a Dual times a DualArray, a float array on the right
+    a = np.sin(x) * C + np.exp(-x) / (1.0 + x * x) - x**2 + 2.0**x + x**1.5 - x**-1
+    b = C - d + abs(x - 1.0) - np.tanh(x) ** 3 + np.arctan2(x, C) + np.hypot(x, 2.0)
+    b = -b + np.maximum(x, C) + np.log1p(x) + np.sqrt(x) * np.cos(C) + C / x + x**x
+    return a + b * (x > 1.0) + np.floor(x * 3.0)
+
+
+def test_ufuncs_and_operators_with_arrays_and_scalars_on_either_side():
+    jac = check(elementwise)
+    assert jac.shape == (6, 6)
+
+
+@numba.njit
+def broadcasting(x):
+    a = x.reshape((2, 3))
+    col = x[:2].reshape((2, 1))
+    b = a * ROW + col - a / (1.0 + col * col) + M[:2, :3]  # (2,3) with (3,), (2,1) and (2,3)
+    b *= 2.0
+    b += a
+    b -= ROW
+    b /= 1.0 + col * col
+    b **= 2
+    c = ROW * x[3] + col  # float (3,) times a Dual, plus a (2,1) DualArray: (2, 3)
+    return np.concatenate((b.ravel(), c.ravel()))
+
+
+def test_broadcasting_rows_columns_and_in_place_operators():
+    check(broadcasting)
+
+
+@numba.njit
+def reductions(x):
+    a = x.reshape((2, 3))
+    out = np.zeros_like(np.concatenate((x, x, x)))
+    out[0] = np.sum(x) + x.sum()
+    out[1:4] = np.sum(a, axis=0)
+    out[4:6] = a.sum(axis=-1)
+    out[6] = np.prod(x) + x.prod()
+    out[7] = np.mean(x) + np.mean(a, axis=1)[1]
+    out[8] = np.var(x)
+    out[9] = np.std(a)
+    out[10] = np.max(x) * np.min(x)
+    out[11] = x[np.argmax(x)] - x[np.argmin(x)] + x.max() + a.min()
+    out[12] = np.sqrt(np.sum(x * x)) + np.linalg.norm(a)
+    out[13:16] = np.cumsum(x[:3])
+    out[16:18] = np.sort(x)[4:]
+    return out
+
+
+def test_reductions():
+    check(reductions)
+
+
+@numba.njit
+def products(x):
+    a = x.reshape((2, 3))
+    v = M @ x  # float matrix @ DualArray vector: (4,)
+    w = x[:4] @ M  # DualArray vector @ float matrix: (6,)
+    g = a @ a.T  # (2, 2)
+    o = np.outer(x[:2], x[4:])  # (2, 2)
+    s = np.dot(x, C) + x @ x + np.dot(a[0], a[1])
+    return np.concatenate((v, w, g.ravel(), o.ravel(), np.ones(1) * s, a.T @ x[:2]))
+
+
+def test_dot_matmul_and_outer():
+    check(products)
+
+
+@numba.njit
+def slicing(x):
+    d = x[1:] - x[:-1]  # (5,)
+    e = x[::2] * x[1::2]  # (3,)
+    a = x.reshape((2, 3))
+    r = a[1, :] - a[0, :]  # rows
+    c = a[:, 2] / a[:, 0]  # columns
+    y = x.copy()
+    y[0:2] = 1.0  # a scalar into a slice
+    y[2:4] = x[4:]  # an array into a slice
+    y[4] = x[0] * x[1]
+    z = np.where(x > 1.0, x, -x * 2.0)
+    s = np.stack((x[:3], x[3:]))
+    return np.concatenate((d, e, r, c, y, z, s[1], a.T[2], np.transpose(a)[:, 0]))
+
+
+def test_slices_assignment_copy_where_stack_transpose():
+    check(slicing)
+
+
+# --- refusals: each names what to write instead --------------------------------------------------
+
+
+@numba.njit
+def _updates_its_input(x):
+    x += 1.0
+    return x
+
+
+@numba.njit
+def _accumulates_in_a_float_array(x):
+    acc = np.zeros(3)
+    acc += x[:3]
+    return acc
+
+
+@numba.njit
+def _returns_a_tuple(x):
+    return x[0], x[1:]
+
+
+@numba.njit
+def _max_along_an_axis(x):
+    return np.max(x.reshape((2, 3)), axis=0)
+
+
+@pytest.mark.parametrize(
+    "f, advice",
+    [
+        (_updates_its_input, r"updates its input array in place.*x = x\.copy\(\)"),
+        (_accumulates_in_a_float_array, r"float array and drop.*np\.zeros\(m, dtype=x\.dtype\)"),
+        (_returns_a_tuple, r"returns a tuple.*np\.concatenate\(\(a, b\)\)"),
+        (_max_along_an_axis, r"axis=\.\.\.\) of a DualArray.*in a loop"),
+    ],
+    ids=["in-place into the input", "Duals into a float array", "tuple", "max with axis"],
+)
+def test_refusals_say_what_to_write_instead(f, advice):
+    with pytest.raises(da.DualError, match=advice) as e:
+        da.jacobian(f, X, engine="numba")
+    assert len(str(e.value).splitlines()) <= 5
+
+
+# --- dualad.numba.promote: float allocations of an unchanged library function -------------------
+
+
+@numba.njit
+def _library_squares(x):
+    n = x.size
+    out = np.empty(n)
+    acc = np.zeros((2, n), dtype=np.float64)
+    for i in range(n):
+        out[i] = x[i] ** 2
+        acc[0, i] = x[i]
+    return out + acc[0] + np.ones(n)
+
+
+def test_float_allocations_are_refused_unless_promoted():
+    x = X[:3]
+    with pytest.raises(da.DualError, match=r"float array would drop.*dualad\.numba\.promote\(f\)"):
+        da.jacobian(_library_squares, x, engine="numba")
+    from dualad.numba import promote
+
+    promoted = promote(_library_squares)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jac = da.jacobian(promoted, x)
+    np.testing.assert_array_equal(jac, np.diag(2.0 * x + 1.0))
+    np.testing.assert_array_equal(promoted(x), _library_squares(x))  # floats: the same values
+    np.testing.assert_allclose(jac, central(_library_squares.py_func, x), rtol=1e-7)
+
+
+def test_promote_refuses_a_closure_clearly():
+    from dualad.numba import promote
+
+    scale = 2.0
+
+    def inner(x):
+        return np.empty(3) * scale
+
+    with pytest.raises(da.DualError, match="enclosing function .*scale.*module level"):
+        promote(inner)
