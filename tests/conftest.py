@@ -18,6 +18,10 @@ settings.register_profile("explore", derandomize=False, suppress_health_check=_f
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# the installed-wheel smoke test runs outside the tree (make check-dist), never under pytest
+collect_ignore = ["install"]
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI does)")
 

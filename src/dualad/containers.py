@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import reverse, transforms
-from .dual import Carrier, Dual, DualError, primal
+from .dual import Carrier, Dual, DualError, check_output, primal
 from .pytrees import LEAF, TreeDef, flatten, is_leaf, unflatten
 
 __all__ = [
@@ -104,6 +104,8 @@ def _point(x: Any) -> tuple[Any, _Packing | None]:
     """``x`` itself when it is one leaf, else its leaves packed flat, with the packing."""
     if is_leaf(x):
         return x, None
+    if x is None:  # an empty container would give an empty derivative: say what went wrong
+        transforms._as_input(x)
     leaves, treedef = flatten(x)
     leaves = [transforms._as_input(leaf) for leaf in leaves]
     packing = _Packing(treedef, [np.shape(primal(leaf)) for leaf in leaves])
@@ -155,6 +157,8 @@ def _wrap(
                 )
             y, aux = y
             out.aux = _aux_value(aux, z)
+        if y is None or isinstance(y, (str, bytes)):
+            check_output(y)  # f without a return statement: an error, not an empty derivative
         if is_leaf(y):
             leaves, treedef = [y], LEAF
         else:
@@ -396,6 +400,8 @@ def derivative(f: Callable[..., Any], x: Any, **options: Any) -> Any:
     >>> float(da.derivative(np.sin, 0.0))
     1.0
     """
+    if x is None:
+        transforms._as_input(x)  # its error: not None; pass a number
     if not is_leaf(x):
         raise ValueError(
             f"derivative needs a scalar x; got a container of structure {flatten(x)[1]!r}. "
@@ -410,6 +416,8 @@ def derivative(f: Callable[..., Any], x: Any, **options: Any) -> Any:
 
 def _directions(v: Any, inp: _Packing | None, who: str, name: str = "v", of: str = "x") -> Any:
     """``v`` (x's structure) packed flat, with one trailing direction axis if its leaves have."""
+    if v is None:
+        transforms._as_input(v)  # its error: not None; pass a number
     if inp is None:
         if not is_leaf(v):
             raise ValueError(
@@ -573,10 +581,25 @@ def _split_args(
     return x, h, ()
 
 
-def _named(fn: Callable[..., Any], kind: str, f: Any) -> Callable[..., Any]:
-    fn.__name__ = f"{kind}({getattr(f, '__name__', 'f')})"
-    fn.__doc__ = f"The {kind} of {getattr(f, '__name__', 'f')}, as a function of f's arguments."
-    return fn
+class _Transformed:
+    """What :func:`jacfwd`, :func:`jacrev`, :func:`grad` and :func:`value_and_grad` return: an
+    object rather than a closure, so that it pickles whenever ``f`` does (a module-level
+    function), e.g. into ``multiprocessing`` workers."""
+
+    def __init__(self, api: Callable[..., Any], f: Any, argnums: Any, kind: str, **options: Any):
+        self._api, self._f, self._argnums, self._kind, self._options = (
+            api, f, argnums, kind, options
+        )  # fmt: skip
+        name = getattr(f, "__name__", "f")
+        self.__name__ = self.__qualname__ = f"{kind}({name})"
+        self.__doc__ = f"The {kind} of {name}, as a function of f's arguments."
+
+    def __call__(self, *call_args: Any) -> Any:
+        x, h, rest = _split_args(self._f, self._argnums, call_args, self._kind)
+        return self._api(h, x, args=rest, **self._options)
+
+    def __repr__(self) -> str:
+        return f"<dualad {self.__name__}>"
 
 
 def jacfwd(
@@ -595,20 +618,10 @@ def jacfwd(
     ``(jacobian, aux)``.
     """
     argnums = _check_argnums(argnums, engine)
-
-    def jac(*call_args: Any) -> Any:
-        x, h, rest = _split_args(f, argnums, call_args, "jacfwd")
-        return jacobian(
-            h,
-            x,
-            has_aux=has_aux,
-            mode="forward",
-            chunk_size=chunk_size,
-            args=rest,
-            engine=engine,
-        )
-
-    return _named(jac, "jacfwd", f)
+    return _Transformed(
+        jacobian, f, argnums, "jacfwd",
+        has_aux=has_aux, mode="forward", chunk_size=chunk_size, engine=engine,
+    )  # fmt: skip
 
 
 def jacrev(
@@ -617,15 +630,14 @@ def jacrev(
     *,
     has_aux: bool = False,
     chunk_size: int | None = None,
+    engine: str = "auto",
 ) -> Callable[..., Any]:
     """``f``'s Jacobian by reverse mode as a function of f's arguments; see :func:`jacfwd`."""
-    argnums = _check_argnums(argnums)
-
-    def jac(*call_args: Any) -> Any:
-        x, h, rest = _split_args(f, argnums, call_args, "jacrev")
-        return jacobian(h, x, has_aux=has_aux, mode="reverse", chunk_size=chunk_size, args=rest)
-
-    return _named(jac, "jacrev", f)
+    argnums = _check_argnums(argnums, engine)
+    return _Transformed(
+        jacobian, f, argnums, "jacrev",
+        has_aux=has_aux, mode="reverse", chunk_size=chunk_size, engine=engine,
+    )  # fmt: skip
 
 
 def grad(
@@ -643,14 +655,10 @@ def grad(
     respect to the chosen argument(s) (``(gradient, aux)`` with ``has_aux=True``).
     """
     argnums = _check_argnums(argnums, engine)
-
-    def g(*call_args: Any) -> Any:
-        x, h, rest = _split_args(f, argnums, call_args, "grad")
-        return gradient(
-            h, x, has_aux=has_aux, mode=mode, chunk_size=chunk_size, args=rest, engine=engine
-        )
-
-    return _named(g, "grad", f)
+    return _Transformed(
+        gradient, f, argnums, "grad",
+        has_aux=has_aux, mode=mode, chunk_size=chunk_size, engine=engine,
+    )  # fmt: skip
 
 
 def value_and_grad(
@@ -667,11 +675,7 @@ def value_and_grad(
     Returns ``(value, gradient)``, or ``((value, aux), gradient)`` with ``has_aux=True``.
     """
     argnums = _check_argnums(argnums, engine)
-
-    def vg(*call_args: Any) -> Any:
-        x, h, rest = _split_args(f, argnums, call_args, "value_and_grad")
-        return value_and_gradient(
-            h, x, has_aux=has_aux, mode=mode, chunk_size=chunk_size, args=rest, engine=engine
-        )
-
-    return _named(vg, "value_and_grad", f)
+    return _Transformed(
+        value_and_gradient, f, argnums, "value_and_grad",
+        has_aux=has_aux, mode=mode, chunk_size=chunk_size, engine=engine,
+    )  # fmt: skip

@@ -490,12 +490,16 @@ _ready_jacobians: dict[Any, tuple[tuple[int, ...], Any]] = {}
 AUTO_COMPILED_REVERSE_MIN_INPUTS = 128
 
 
-def _compiled_reverse(f: Any, x: Any, args: tuple[Any, ...], mode: str) -> Any:
-    """(f(x), J) by compiled reverse mode (``dualad.numba.adjoint``), or None for ``"auto"``
-    when forward mode should take it (few inputs, many outputs, or f cannot be recorded)."""
+def _compiled_reverse(
+    f: Any, x: Any, args: tuple[Any, ...], mode: str, engine: str = "auto"
+) -> Any:
+    """(f(x), J) by compiled reverse mode (``dualad.numba.adjoint``), or None when another
+    path should take it: for ``"auto"``, forward mode (few inputs, many outputs, or f cannot be
+    recorded); for ``"reverse"`` with ``engine="auto"``, the NumPy engine's reverse mode when f
+    cannot be recorded (with a warning, as the compiled forward engine falls back)."""
     from .numba import adjoint
 
-    if not isinstance(_python_function(f), types.FunctionType):
+    if not isinstance(_source_key(f), types.FunctionType):
         raise TypeError(
             f"compiled reverse mode compiles a Python function or a numba.njit function; got "
             f"{getattr(f, '__name__', f)!r}. Wrap it, lambda x: f(x), or pass engine='numpy'"
@@ -504,8 +508,13 @@ def _compiled_reverse(f: Any, x: Any, args: tuple[Any, ...], mode: str) -> Any:
     if mode == "auto":
         if point.size < AUTO_COMPILED_REVERSE_MIN_INPUTS or _source_key(f) in adjoint.failed:
             return None
-        if np.size(f(point, *args)) * AUTO_INPUTS_PER_OUTPUT > point.size:
-            return None  # many outputs: forward mode (f on floats told the output size)
+        try:
+            size = np.size(f(point, *args))  # f on floats tells the output size
+        except Exception as error:  # f runs only on Duals (e.g. math.cbrt): forward mode takes it
+            adjoint.failed[_source_key(f)] = f"f does not run on floats: {error}"
+            return None
+        if size * AUTO_INPUTS_PER_OUTPUT > point.size:
+            return None  # many outputs: forward mode
         try:
             value, jac = adjoint.value_and_jacobian(f, point, args)
         except (adjoint.NotRecordable, DualError) as error:
@@ -518,7 +527,13 @@ def _compiled_reverse(f: Any, x: Any, args: tuple[Any, ...], mode: str) -> Any:
             adjoint.failed[_source_key(f)] = str(error)
             return None
         return value, jac
-    return adjoint.value_and_jacobian(f, point, args)
+    try:
+        return adjoint.value_and_jacobian(f, point, args)
+    except adjoint.NotRecordable as error:
+        if engine == "numba":
+            raise
+        _fall_back(f, error)
+        return None
 
 
 def value_and_jacobian(
@@ -557,7 +572,7 @@ def value_and_jacobian(
     _check_mode(mode, engine)
     compiled = _compiled_engine(f, x, args, engine)
     if compiled is not None and mode != "forward":  # compiled reverse mode (issue 12)
-        result = _compiled_reverse(f, x, args, mode)
+        result = _compiled_reverse(f, x, args, mode, engine)
         if result is not None:
             return _scalar(result[0]), _scalar(result[1])
     if mode == "reverse":
