@@ -257,6 +257,7 @@ def test_unknown_engine_is_refused_everywhere(name):
 
 
 @pytest.mark.parametrize("name", ["vjp", "jacrev"])
-def test_reverse_mode_refuses_engine_numba(name):
-    with pytest.raises(ValueError, match="engine='numba' is forward mode only"):
+def test_compiled_reverse_mode_says_to_wrap_a_ufunc(name):
+    # engine='numba' in reverse mode compiles f (issue 12); np.sin is no Python function
+    with pytest.raises(TypeError, match=r"compiles a Python function .*got 'sin'. Wrap it"):
         EVERY_CALL[name]("numba")

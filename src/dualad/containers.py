@@ -473,6 +473,8 @@ def vjp(f: Callable[..., Any], x: Any, **options: Any) -> tuple[Any, Callable[[A
     The pullback returns ``u^T J`` with x's structure; each leaf of ``u`` may carry a trailing
     axis of ``k`` cotangents.  Options as for :func:`dualad.transforms.vjp`.
     """
+    if _plain(f, x, False, options):  # compiled reverse mode takes f itself, one array
+        return transforms.vjp(f, x, **options)
     point, inp = _point(x)
     out = _Output()
     value, inner = transforms.vjp(_wrap(f, inp, out, False, "vjp"), point, **options)

@@ -490,6 +490,15 @@ _ready_jacobians: dict[Any, tuple[tuple[int, ...], Any]] = {}
 AUTO_COMPILED_REVERSE_MIN_INPUTS = 128
 
 
+def _check_compilable(f: Any) -> None:
+    """Compiled reverse mode compiles f's Python source: refuse what has none (a ufunc)."""
+    if not isinstance(_source_key(f), types.FunctionType):
+        raise TypeError(
+            f"compiled reverse mode compiles a Python function or a numba.njit function; got "
+            f"{getattr(f, '__name__', f)!r}. Wrap it, lambda x: f(x), or pass engine='numpy'"
+        )
+
+
 def _compiled_reverse(
     f: Any, x: Any, args: tuple[Any, ...], mode: str, engine: str = "auto"
 ) -> Any:
@@ -499,11 +508,7 @@ def _compiled_reverse(
     cannot be recorded (with a warning, as the compiled forward engine falls back)."""
     from .numba import adjoint
 
-    if not isinstance(_source_key(f), types.FunctionType):
-        raise TypeError(
-            f"compiled reverse mode compiles a Python function or a numba.njit function; got "
-            f"{getattr(f, '__name__', f)!r}. Wrap it, lambda x: f(x), or pass engine='numpy'"
-        )
+    _check_compilable(f)
     point = _float64_point(x)
     if mode == "auto":
         if point.size < AUTO_COMPILED_REVERSE_MIN_INPUTS or _source_key(f) in adjoint.failed:
@@ -1033,6 +1038,8 @@ def vjp(
     array([ 2., 40.])
     """
     _check_mode("reverse", engine)
+    if engine == "numba":
+        _check_compilable(f)
     if _compiled_engine(f, x, args, engine) is not None:  # compiled reverse mode (issue 12)
         return _compiled_vjp(f, x, args)
     traced = _trace(f, _reverse_point(x), args)

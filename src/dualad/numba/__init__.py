@@ -177,6 +177,10 @@ def _make_driver(f: Callable[..., Any], kind: str, K: Any) -> Any:
     return _drivers[key]
 
 
+#: Driver kinds on nested Duals: that one of them cannot compile says nothing of first order.
+SECOND_ORDER_KINDS = ("hessian", "hvp")
+
+
 def run(f: Callable[..., Any], kind: str, K: Any, *arguments: Any) -> Any:
     """Call the driver of ``kind`` for ``f`` and K, compiling it on first use (timed)."""
     compiled = _drivers.get((f, kind, K))
@@ -185,7 +189,7 @@ def run(f: Callable[..., Any], kind: str, K: Any, *arguments: Any) -> Any:
             compiled = _drivers.get((f, kind, K))
             if compiled is None:  # not made by a thread that held the lock first
                 return _first_call(f, kind, K, arguments)
-    return _call(compiled, f, K, arguments)
+    return _call(compiled, f, K, arguments, kind)
 
 
 def _first_call(f: Callable[..., Any], kind: str, K: Any, arguments: tuple[Any, ...]) -> Any:
@@ -193,7 +197,7 @@ def _first_call(f: Callable[..., Any], kind: str, K: Any, arguments: tuple[Any, 
     compiled = driver(f, kind, K)
     start = time.perf_counter()
     try:
-        result = _call(compiled, f, K, arguments)
+        result = _call(compiled, f, K, arguments, kind)
     except cache.LOAD_ERRORS as error:
         if not cache.enabled():
             raise
@@ -208,12 +212,14 @@ def _first_call(f: Callable[..., Any], kind: str, K: Any, arguments: tuple[Any, 
         for key in [key for key in _drivers if key[0] is f]:
             del _drivers[key]
         compiled = driver(f, kind, K)
-        result = _call(compiled, f, K, arguments)
+        result = _call(compiled, f, K, arguments, kind)
     compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start
     return result
 
 
-def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ...]) -> Any:
+def _call(
+    compiled: Any, f: Callable[..., Any], K: Any, arguments: tuple[Any, ...], kind: str = ""
+) -> Any:
     """Call a driver; on a typing failure, say what dualad knows about it."""
     if scalars.problems.get():  # left by a candidate overload that lost to another: not ours
         scalars.problems.set(())
@@ -228,7 +234,7 @@ def _call(compiled: Any, f: Callable[..., Any], K: int, arguments: tuple[Any, ..
         problem = scalars.take_problem(message)
         if problem is not None:
             raise DualError(problem + _where(message)) from None
-        if arguments:
+        if arguments and kind not in SECOND_ORDER_KINDS:  # a Hessian's failure is its own
             failed[getattr(f, "py_func", f), np.ndim(arguments[0])] = message
         raise NotCompilable(
             f"{message}\n\ndualad: compiling {getattr(f, '__name__', 'f')} for Dual inputs "
