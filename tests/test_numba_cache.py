@@ -181,11 +181,11 @@ def test_an_entry_that_will_not_load_means_compiling_without_the_cache(monkeypat
     monkeypatch.setattr(cache, "_disabled", [])
     real, failures = dn._call, []
 
-    def first_load_fails(compiled, f, K, arguments):
+    def first_load_fails(compiled, f, K, arguments, *kind):
         if not failures:
             failures.append(compiled)
             raise ImportError("No module named '<dynamic>'")  # what a stale environment gives
-        return real(compiled, f, K, arguments)
+        return real(compiled, f, K, arguments, *kind)
 
     monkeypatch.setattr(dn, "_call", first_load_fails)
     with pytest.warns(UserWarning, match="could not load a compiled driver from its disk cache"):
