@@ -114,10 +114,12 @@ def test_a_chunked_jacobian_leaves_no_seeds_behind():
 # --- the compiled engine: compilations stay bounded -----------------------------------------------
 
 
-def test_30_shapes_and_chunk_sizes_compile_2_drivers():
+def test_30_shapes_and_chunk_sizes_compile_2_drivers(monkeypatch):
     """Numba specialises on dtype, ndim and layout, not on the length: drivers come from the
     function and K alone (30 lengths and 2 chunk sizes here: 2 compilations)."""
     import dualad.numba as dn
+
+    monkeypatch.setenv("DUALAD_CACHE_DIR", "off")  # a warm disk cache would compile nothing
 
     rng = np.random.default_rng(15)
     with warnings.catch_warnings():

@@ -23,6 +23,7 @@ SRC = str(Path(dualad.__file__).resolve().parents[1])
 
 USER_MODULE = """
 import numba
+import numpy as np
 
 SCALE = {scale}
 
@@ -33,6 +34,14 @@ def cubes(x):
     for i in range(x.shape[0]):
         s += SCALE * x[i] ** 3
     return s
+
+
+@numba.njit
+def squares(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = SCALE * x[i] ** 2
+    return out
 """
 
 RUN = """
@@ -50,10 +59,10 @@ print(json.dumps({"gradient": g.tolist(), "hits": sum(stats.cache_hits.values())
 """
 
 
-def _run(folder: Path, cache_dir: str) -> dict:
+def _run(folder: Path, cache_dir: str, program: str = RUN) -> dict:
     env = dict(os.environ, DUALAD_CACHE_DIR=cache_dir, PYTHONPATH=f"{folder}{os.pathsep}{SRC}")
     done = subprocess.run(
-        [sys.executable, "-c", RUN], cwd=folder, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", program], cwd=folder, env=env, capture_output=True, text=True,
         timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -193,3 +202,30 @@ def test_an_entry_that_will_not_load_means_compiling_without_the_cache(monkeypat
     np.testing.assert_array_equal(g, [1.5, 1.0])
     assert cache.cache_folder() is None  # the rest of the process compiles without it
     assert dn.driver(halves, "value_and_jacobian", 2) is not failures[0]
+
+
+INNER_UNCACHED = """
+import json, os, warnings
+import numpy as np
+import dualad as da
+from user_function import squares
+
+x = np.array([1.0, 2.0])
+cache_dir = os.environ["DUALAD_CACHE_DIR"]
+os.environ["DUALAD_CACHE_DIR"] = "off"
+da.value_and_jacobian(squares, x)        # the inner driver, made without the cache
+os.environ["DUALAD_CACHE_DIR"] = cache_dir
+warnings.simplefilter("error")           # no 'could not load a compiled driver' warning
+print(json.dumps({"jacobian": da.jacobian(squares, x).tolist()}))
+"""
+
+
+def test_an_outer_driver_is_not_loaded_around_an_inner_one_made_without_the_cache(tmp_path):
+    """The disk entry of a driver built on another names that one's cache module: a process
+    that made the inner driver with the cache off could not import it (it used to warn and
+    turn the cache off)."""
+    cache_dir = str(tmp_path / "cache")
+    _write_user_module(tmp_path, 1.0)
+    writes = "from user_function import squares\nda.jacobian(squares, np.array([1.0, 2.0]))\n"
+    _run(tmp_path, cache_dir, RUN + writes)
+    assert _run(tmp_path, cache_dir, INNER_UNCACHED)["jacobian"] == [[2.0, 0.0], [0.0, 4.0]]

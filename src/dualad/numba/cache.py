@@ -220,6 +220,12 @@ def _write_once(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def _uncached_driver(value: Any) -> bool:
+    """True for one of dualad's drivers compiled without the disk cache."""
+    module = getattr(getattr(value, "py_func", None), "__module__", "")
+    return is_dispatcher(value) and module.startswith(__package__ + ".")
+
+
 def cached(driver: Any, f: Any, kind: str, K: Any, parallel: bool = False) -> Any:
     """The same driver as ``driver`` (a fresh, not yet compiled dispatcher of a ``make_*``
     function), compiled from a file in the cache folder so that Numba keeps it on disk; or
@@ -229,6 +235,10 @@ def cached(driver: Any, f: Any, kind: str, K: Any, parallel: bool = False) -> An
     if folder is None or user is None:
         return driver
     fn = driver.py_func
+    if any(_uncached_driver(cell.cell_contents) for cell in fn.__closure__ or ()):
+        # its disk entry would name the inner driver's cache module, which this process never
+        # imported (the inner one was made while the cache was off): Numba could not load it
+        return driver
     digest = hashlib.sha256()
     digest.update(user.encode())
     digest.update(repr((kind, K, fn.__module__, fn.__qualname__)).encode())
