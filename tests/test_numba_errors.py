@@ -181,7 +181,8 @@ def test_unknown_engine(call):
 )
 def test_complex_input_is_refused(call):
     with pytest.raises(
-        da.DualError, match=r"engine='numba'\) does not support complex numbers; pass engine='numpy'"
+        da.DualError,
+        match=r"engine='numba'\) does not support complex numbers; pass engine='numpy'",
     ):
         call()
 

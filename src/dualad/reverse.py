@@ -111,7 +111,7 @@ class Tracer(Carrier):
 
     def astype(self, dtype: Any, copy: bool = True) -> Tracer:
         dtype = np.dtype(dtype)
-        if dtype.kind != "f":
+        if dtype.kind not in "fc" or (dtype.kind == "f" and self._value.dtype.kind == "c"):
             raise DualError(
                 f"Casting {self._label} to {dtype} would drop the derivative it carries. Use "
                 "da.primal(x) to take the value when that is intended."
@@ -346,6 +346,8 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _cast_vjp(ct: Any, dtype: Any) -> list[Any]:
+    if ct.dtype.kind == "c" and dtype.kind != "c":  # real to complex: Re(c t) for real t
+        ct = ct.real
     return [ct.astype(dtype)]
 
 
@@ -523,6 +525,8 @@ class Trace:
         whatever precision the function computed in.
         """
         g = pullback(self.tape, self.out_node, ct, self.in_shape, consume)
+        if g.dtype.kind == "c" and self.in_dtype.kind != "c":
+            g = g.real  # Re(c t) for real t
         return g if g.dtype == self.in_dtype else g.astype(self.in_dtype)
 
 

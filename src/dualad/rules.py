@@ -75,9 +75,7 @@ _LN10 = math.log(10.0)
 _DEG = math.pi / 180.0
 
 
-def _add(
-    func: Any, *partials: Partial, name: str | None = None, on_complex: Any = None
-) -> None:
+def _add(func: Any, *partials: Partial, name: str | None = None, on_complex: Any = None) -> None:
     name = name or getattr(func, "__name__", repr(func))
     RULES[func] = Rule(name, func, tuple(partials), on_complex)
 

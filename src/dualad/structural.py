@@ -990,6 +990,7 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
 
 @_composite(np.vdot)
 def _vdot(a: Any, b: Any) -> Any:
+    a = np.conj(a) if rules.is_complex(a) else a  # vdot conjugates its first argument
     return np.einsum("i,i->", np.ravel(a), np.ravel(b))
 
 
@@ -1110,6 +1111,8 @@ def _dlogdet(a: Dual) -> Any:
 
 def _adjugate(A: np.ndarray) -> np.ndarray:
     """adj(A) = det(A) A^-1, from the SVD so that it stays exact where A is singular."""
+    if np.iscomplexobj(A):  # (the SVD route below is written for real A)
+        return np.linalg.det(A)[..., None, None] * np.linalg.inv(A)
     U, s, Vt = np.linalg.svd(A)
     n = s.shape[-1]
     others = np.prod(np.where(np.eye(n, dtype=bool), 1.0, s[..., None, :]), axis=-1)
@@ -1382,7 +1385,7 @@ def _matrix_power(a: Any, n: int) -> Any:
 
 
 def _float_kind(dtype: Any) -> bool:
-    return dtype is None or np.dtype(dtype).kind == "f"
+    return dtype is None or np.dtype(dtype).kind in "fc"
 
 
 def _zeros_dual(like: Carrier, shape: Any, dtype: Any) -> Carrier:
@@ -1470,7 +1473,7 @@ def _array(like: Dual, obj: Any, dtype: Any = None, *args: Any, **kw: Any) -> An
         if any(isinstance(i, Carrier) for i in items):
             return np.stack(items)
     value = np.asarray(obj, dtype=dtype)
-    if value.dtype.kind != "f":
+    if value.dtype.kind not in "fc":
         return value  # integers, booleans: indices and masks, never differentiated
     out = _zeros_dual(like, value.shape, np.result_type(value.dtype, like.dtype))
     out[...] = value

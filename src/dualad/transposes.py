@@ -643,7 +643,8 @@ def _fft_transpose(func: Any) -> Callable[..., Any]:
 
             def transpose(ct: Any, shape: tuple[int, ...]) -> Any:
                 w = weight.reshape((-1,) + (1,) * (ct.ndim - axes[0] - 1))
-                return _resize(np.conj(np.fft.rfft(ct, n, axes[0])) * w, axes, in_sizes)
+                c = _resize(np.conj(np.fft.rfft(ct, n, axes[0])) * w, axes, in_sizes)
+                return c if np.iscomplexobj(x) else c.real
 
         else:  # fft, ifft, fft2, ifft2, fftn, ifftn: symmetric matrices, their own transposes
 
