@@ -801,6 +801,11 @@ Dual._apply = staticmethod(apply_rule)  # the operators of Carrier apply rules t
 
 
 def _value_only(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if func is np.sign and any(rules.is_complex(a) for a in args):  # z / |z|: not constant
+        raise DualError(
+            "np.sign of a complex number is z / |z|, which is not piecewise constant; dualad "
+            "treats np.sign as a value-only function of real numbers. Write z / np.abs(z)"
+        )
     return func(*[primal(a) for a in args], **{k: primal(v) for k, v in kwargs.items()})
 
 

@@ -738,7 +738,11 @@ def _var(
 ):
     _reject("np.var", **kw)
     centred = a - np.mean(a, axis=axis, keepdims=True)
-    result = np.sum(centred * centred, axis=axis, keepdims=keepdims) / (_count(a, axis) - ddof)
+    if rules.is_complex(centred):  # NumPy's var of complex: the mean of |x - mean|**2
+        squares = np.real(centred) ** 2 + np.imag(centred) ** 2
+    else:
+        squares = centred * centred
+    result = np.sum(squares, axis=axis, keepdims=keepdims) / (_count(a, axis) - ddof)
     return result if out is None else _write_out(out, result)
 
 
@@ -1581,6 +1585,61 @@ def _fft(func: Any) -> Callable[..., Any]:
 
 for _fft_func in FFTS:
     _FUNCTIONS[_fft_func] = _fft(_fft_func)
+
+
+def _real_nd_axes(a: Any, s: Any, axes: Any, default: Any) -> tuple[Any, tuple[int, ...]]:
+    if axes is None:
+        axes = default if default is not None else tuple(range(-(len(s) if s else np.ndim(a)), 0))
+    return (None if s is None else tuple(s)), tuple(axes)
+
+
+@_composite(np.fft.rfftn)
+def _rfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
+    """rfft along the last axis, then fftn along the others (as NumPy computes it)."""
+    s, axes = _real_nd_axes(a, s, axes, None)
+    half = np.fft.rfft(a, None if s is None else s[-1], axes[-1], norm)
+    if len(axes) == 1:
+        return half
+    return np.fft.fftn(half, None if s is None else s[:-1], axes[:-1], norm)
+
+
+@_composite(np.fft.rfft2)
+def _rfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
+    return _rfftn(a, s, axes, norm)
+
+
+@_composite(np.fft.irfftn)
+def _irfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
+    """ifftn along all axes but the last, then irfft along the last (as NumPy computes it)."""
+    s, axes = _real_nd_axes(a, s, axes, None)
+    if len(axes) > 1:
+        a = np.fft.ifftn(a, None if s is None else s[:-1], axes[:-1], norm)
+    return np.fft.irfft(a, None if s is None else s[-1], axes[-1], norm)
+
+
+@_composite(np.fft.irfft2)
+def _irfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
+    return _irfftn(a, s, axes, norm)
+
+
+def _shift(sign: int) -> Callable[..., Any]:
+    def shift(x: Any, axes: Any = None) -> Any:
+        axes = _axes(axes, np.ndim(x))
+        n = [np.shape(x)[ax] for ax in axes]
+        return np.roll(x, [sign * (k // 2) for k in n], axes)
+
+    return shift
+
+
+_FUNCTIONS[np.fft.fftshift] = COMPOSITES[np.fft.fftshift] = _shift(1)
+_FUNCTIONS[np.fft.ifftshift] = COMPOSITES[np.fft.ifftshift] = _shift(-1)
+
+
+@_composite(np.real_if_close)
+def _real_if_close(a: Any, tol: float = 100) -> Any:
+    if rules.is_complex(a) and np.all(np.abs(np.imag(primal(a))) < tol * np.finfo(float).eps):
+        return np.real(a)
+    return a
 
 
 Dual._functions = _FUNCTIONS  # what Carrier.__array_function__ looks up for a Dual
