@@ -433,3 +433,15 @@ def test_random_compositions_pairing_identity():
         assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-12)
         fd = (f(z + H * v) - f(z - H * v)) / (2 * H)
         np.testing.assert_allclose(tangent, fd, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("outer", MODES)
+def test_derivative_of_a_complex_gradient(outer):
+    """A complex gradient inside another derivative (nested Duals, and reverse over forward)."""
+
+    def f(x):
+        return da.gradient(lambda z: np.sum(np.abs(z) ** 2 * z.real), x * (1 + 1j), mode="forward")
+
+    x = np.array([0.5, 1.5])
+    expected = np.stack([(f(x + H * e) - f(x - H * e)) / (2 * H) for e in np.eye(2)], -1)
+    np.testing.assert_allclose(da.jacobian(f, x, mode=outer), expected, rtol=1e-7, atol=1e-8)

@@ -111,11 +111,16 @@ def _conj_complex(z: Any) -> Any:
     return np.real(z) - 1j * np.imag(z)
 
 
-def _arcsinh_partial(x: Any, y: Any) -> Any:
-    """1 / sqrt(1 + x**2): by hypot for real x (no overflow), as written for complex x."""
-    if is_complex(x):
-        return 1.0 / np.sqrt(1.0 + x * x)
-    return 1.0 / np.hypot(x, 1.0)
+def _complex_rule(name: str, func: Any, *partials: Partial) -> Callable[..., Any]:
+    """An ``on_complex`` that applies ``func`` with partials written for complex arguments
+    (where the real rule's are written with real-only functions such as hypot)."""
+    rule = Rule(name, func, partials)
+
+    def apply(*args: Any) -> Any:
+        lead = next(a for a in args if hasattr(a, "_apply"))  # the engine of the arguments
+        return lead._apply(rule, args)
+
+    return apply
 
 
 # --- helpers shared by several rules -------------------------------------------------------------
@@ -282,7 +287,11 @@ _add(np.hypot, lambda x1, x2, y: x1 / y, lambda x1, x2, y: x2 / y)
 _add(np.sinh, lambda x, y: np.cosh(x))
 _add(np.cosh, lambda x, y: np.sinh(x))
 _add(np.tanh, _tanh_partial)
-_add(np.arcsinh, _arcsinh_partial)
+_add(
+    np.arcsinh,
+    lambda x, y: 1.0 / np.hypot(x, 1.0),
+    on_complex=_complex_rule("arcsinh", np.arcsinh, lambda x, y: 1.0 / np.sqrt(1.0 + x * x)),
+)
 _add(np.arccosh, lambda x, y: 1.0 / (np.sqrt(x - 1.0) * np.sqrt(x + 1.0)))  # no overflow
 _add(np.arctanh, lambda x, y: 1.0 / ((1.0 - x) * (1.0 + x)))
 _add(np.deg2rad, _DEG)
