@@ -48,7 +48,6 @@ def refuse(who: str) -> DualError:
 def value_and_jacobian(value_and_jacobian_real: Any, f: Any, z: Any, args: tuple, **options: Any):
     """``(f(z), J)`` for complex ``z`` by the real transform ``value_and_jacobian_real``."""
     z = np.asarray(z) if not hasattr(z, "shape") else z
-    shape = np.shape(primal(z))
 
     def h(r: Any, *rest: Any) -> Any:
         return f(r[0] + 1j * r[1], *rest)
@@ -70,5 +69,4 @@ def value_and_jacobian(value_and_jacobian_real: Any, f: Any, z: Any, args: tuple
             "for the R-linear map, or differentiate the real-valued np.real(f(z)) and "
             "np.imag(f(z)) with da.gradient (README, 'Complex numbers')"
         )
-    del shape
     return value, jx
