@@ -2,6 +2,8 @@
 differ recognisably from the automatic derivative), nesting differentiates the rules, and every
 misuse raises an error that says what to do."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -286,3 +288,85 @@ def test_custom_errors():
 
     with pytest.raises(da.ReverseModeUnsupported, match="define a custom_vjp for it"):
         da.gradient(lambda x: np.sum(jvp_custom(view_after_write)(x)), x, mode="reverse")
+
+
+# --- nondiff_argnums -----------------------------------------------------------------------------
+
+
+@functools.partial(da.custom_jvp, nondiff_argnums=(0,))
+def _apply_twice(g, x):
+    return g(g(x))
+
+
+@_apply_twice.defjvp
+def _apply_twice_jvp(g, primals, tangents):
+    (x,), (t,) = primals, tangents
+    inner = g(x)
+    # the rule is deliberately off by a factor 2 from the truth, so that it is seen to be used
+    return g(inner), 2.0 * _slope(g, inner) * _slope(g, x) * t
+
+
+def _slope(g, x, h=1e-6):
+    return (g(x + h) - g(x - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_custom_jvp_nondiff_argnums_passes_a_function_through(mode):
+    x = np.array([0.3, 0.8])
+    got = da.jacobian(lambda x: _apply_twice(np.sin, x), x, mode=mode)
+    truth = np.diag(np.cos(np.sin(x)) * np.cos(x))  # d/dx sin(sin(x))
+    np.testing.assert_allclose(got, 2.0 * truth, rtol=1e-8)
+    np.testing.assert_allclose(_apply_twice(np.sin, x), np.sin(np.sin(x)))  # plain call
+
+
+@functools.partial(da.custom_vjp, nondiff_argnums=(1, 3))
+def _scaled_power(x, n, y, scale):
+    return scale * x**n * y
+
+
+def _scaled_power_fwd(x, n, y, scale):
+    return _scaled_power(x, n, y, scale), (x, y)
+
+
+def _scaled_power_bwd(n, scale, residuals, ct):
+    x, y = residuals
+    return (ct * scale * n * x ** (n - 1) * y, ct * scale * x**n)
+
+
+_scaled_power.defvjp(_scaled_power_fwd, _scaled_power_bwd)
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_custom_vjp_nondiff_argnums_in_the_middle(mode):
+    x, y = np.array([0.5, 1.5]), np.array([2.0, -1.0])
+    got = da.jacobian(lambda x: _scaled_power(x, 3, y, 0.5), x, mode=mode)
+    np.testing.assert_allclose(got, np.diag(0.5 * 3 * x**2 * y), rtol=1e-14)
+    got = da.gradient(lambda y: np.sum(_scaled_power(x, 2, y, 4.0)), y, mode=mode)
+    np.testing.assert_allclose(got, 4.0 * x**2, rtol=1e-14)
+    fd = (_scaled_power(x + 1e-6, 3, y, 0.5) - _scaled_power(x - 1e-6, 3, y, 0.5)) / 2e-6
+    np.testing.assert_allclose(np.diag(da.jacobian(lambda x: _scaled_power(x, 3, y, 0.5), x)),
+                               fd, rtol=1e-7)  # fmt: skip
+
+
+def test_nondiff_argnums_negative_index():
+    f = da.custom_jvp(lambda x, k: x * k, nondiff_argnums=-1)
+    f.defjvp(lambda k, primals, tangents: (primals[0] * k, tangents[0] * k))
+    assert da.derivative(lambda x: f(x, 3.0), 2.0) == 3.0
+
+
+def test_nondiff_argnums_errors():
+    with pytest.raises(ValueError, match=r"nondiff_argnums must be an int or a tuple of ints"):
+        da.custom_jvp(lambda x, n: x, nondiff_argnums="n")
+    with pytest.raises(ValueError, match=r"nondiff_argnums must be an int or a tuple of ints"):
+        da.custom_vjp(lambda x, n: x, nondiff_argnums=(1.0,))
+    with pytest.raises(ValueError, match=r"nondiff_argnums has a repeated position"):
+        da.custom_vjp(lambda x, n: x, nondiff_argnums=(1, 1))
+    f = da.custom_jvp(lambda x, n: x * n, nondiff_argnums=(2,))
+    f.defjvp(lambda n, primals, tangents: (primals[0], tangents[0]))
+    with pytest.raises(ValueError, match=r"nondiff_argnums=\(2,\) names argument 2, but it was "
+                       r"called with 2 positional argument"):  # fmt: skip
+        da.derivative(lambda x: f(x, 2.0), 1.0)
+    g = da.custom_jvp(lambda x, n: x * n, nondiff_argnums=(1,))
+    g.defjvp(lambda n, primals, tangents: (primals[0] * n, tangents[0] * n))
+    with pytest.raises(da.DualError, match="listed in nondiff_argnums carries a derivative"):
+        da.derivative(lambda x: g(1.0, x), 1.0)

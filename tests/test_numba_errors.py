@@ -169,10 +169,33 @@ def test_unknown_engine(call):
         call(_cubes, X, engine="bogus")
 
 
-@pytest.mark.parametrize("engine", ["numba", "auto"])
-def test_complex_input_is_refused(engine):
-    with pytest.raises(da.DualError, match="does not support complex numbers"):
-        da.gradient(_cubes, X + 1j, engine=engine)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: da.gradient(_cubes, X + 1j, engine="numba"),
+        lambda: da.jacobian(_cubes, X + 1j, engine="numba", mode="reverse"),
+        lambda: da.jvp(_cubes, X + 1j, X + 0j, engine="numba"),
+        lambda: da.vjp(_cubes, X + 1j, engine="numba"),
+    ],
+    ids=["gradient", "jacobian reverse", "jvp", "vjp"],
+)
+def test_complex_input_is_refused(call):
+    with pytest.raises(
+        da.DualError,
+        match=r"engine='numba'\) does not support complex numbers; pass engine='numpy'",
+    ):
+        call()
+
+
+def test_complex_input_with_engine_auto_runs_the_python_source():
+    """engine='auto' gives a numba.njit function's complex input to the NumPy engine."""
+    z = X + 1j
+    expected = da.gradient(_cubes.py_func, z, engine="numpy")
+    np.testing.assert_allclose(da.gradient(_cubes, z), expected, rtol=1e-15)
+    np.testing.assert_allclose(expected, 3 * z**2, rtol=1e-15)  # holomorphic: d/dz z**3
+    for engine in ("numba", "numpy"):  # the batch transforms are real-only in both engines
+        with pytest.raises(da.DualError, match="da.batch_jvp does not support complex numbers"):
+            da.batch_jvp(_cubes, np.stack([z]), np.stack([z]), engine=engine)
 
 
 def test_jvp_direction_of_the_wrong_shape_names_both_shapes():

@@ -311,8 +311,8 @@ def test_nesting_that_reverse_mode_cannot_do_is_refused_clearly():
 
 
 def test_missing_rule_and_read_only_views_in_reverse_mode():
-    with pytest.raises(da.DualError, match=r"no derivative for np\.fft\.fft.*register_rule"):
-        da.gradient(lambda x: np.sum(np.fft.fft(x).real), np.ones(3), mode="reverse")
+    with pytest.raises(da.DualError, match=r"no derivative for np\.fft\.hfft.*register_rule"):
+        da.gradient(lambda x: np.sum(np.fft.hfft(x)), np.ones(3), mode="reverse")
     with pytest.raises(ValueError, match="read-only"):
         da.gradient(lambda x: np.diagonal(np.outer(x, x)).__setitem__(0, 1.0), np.ones(3),
                     mode="reverse")  # fmt: skip

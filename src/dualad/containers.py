@@ -108,6 +108,11 @@ def _point(x: Any) -> tuple[Any, _Packing | None]:
         transforms._as_input(x)
     leaves, treedef = flatten(x)
     leaves = [transforms._as_input(leaf) for leaf in leaves]
+    if any(np.iscomplexobj(primal(leaf)) for leaf in leaves):
+        raise DualError(
+            "complex leaves in a container x are not supported (the leaves are packed into one "
+            "real or complex vector); differentiate with respect to the complex array on its own"
+        )
     packing = _Packing(treedef, [np.shape(primal(leaf)) for leaf in leaves])
     return _pack(leaves), packing
 

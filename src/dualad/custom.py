@@ -77,11 +77,43 @@ class _Custom:
     #: containers.py refuses engine="numba" for functions that carry this mark
     _dualad_custom = True
 
-    def __init__(self, fun: Callable[..., Any]) -> None:
+    def __init__(self, fun: Callable[..., Any], nondiff_argnums: Any = ()) -> None:
         if not callable(fun):
             raise TypeError(f"{type(self).__name__} decorates a function; got {fun!r}")
         self.fun = fun
+        self.nondiff_argnums = _checked_argnums(nondiff_argnums, type(self).__name__)
         functools.update_wrapper(self, fun)
+
+    def _static_split(self, args: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """(the nondiff_argnums arguments, the others), each in order; checked."""
+        n = len(args)
+        positions = []
+        for i in self.nondiff_argnums:
+            if not -n <= i < n:
+                raise ValueError(
+                    f"{_name(self.fun)}: nondiff_argnums={self.nondiff_argnums} names argument "
+                    f"{i}, but it was called with {n} positional argument(s)"
+                )
+            positions.append(i % n)
+        static = tuple(args[i] for i in positions)
+        leaves, _ = flatten(static) if static else ([], None)
+        if any(isinstance(leaf, Carrier) for leaf in leaves):
+            raise DualError(
+                f"{_name(self.fun)}: an argument listed in nondiff_argnums carries a derivative "
+                "being taken; nondiff_argnums arguments are passed through undifferentiated "
+                "(static values such as functions, flags or sizes): remove it from "
+                "nondiff_argnums, or pass da.primal(value)"
+            )
+        dynamic = tuple(a for i, a in enumerate(args) if i not in positions)
+        return static, dynamic
+
+    def _merge(self, static: tuple[Any, ...], dynamic: tuple[Any, ...]) -> list[Any]:
+        """The full argument list again, the static arguments at their positions."""
+        n = len(static) + len(dynamic)
+        args: list[Any] = list(dynamic)
+        for position, value in sorted(zip([i % n for i in self.nondiff_argnums], static)):
+            args.insert(position, value)
+        return args
 
     def _split(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -96,6 +128,28 @@ class _Custom:
         return leaves, treedef, kind, lead
 
 
+def _checked_argnums(nondiff_argnums: Any, who: str) -> tuple[int, ...]:
+    """``nondiff_argnums`` as a tuple of distinct ints, or a ValueError saying what was given."""
+    if isinstance(nondiff_argnums, (int, np.integer)) and not isinstance(nondiff_argnums, bool):
+        nondiff_argnums = (nondiff_argnums,)
+    if not isinstance(nondiff_argnums, (tuple, list)) or not all(
+        isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in nondiff_argnums
+    ):
+        raise ValueError(
+            f"{who}: nondiff_argnums must be an int or a tuple of ints (positions of arguments "
+            f"passed through undifferentiated); got {nondiff_argnums!r}"
+        )
+    argnums = tuple(int(i) for i in nondiff_argnums)
+    if len(set(argnums)) != len(argnums):
+        raise ValueError(f"{who}: nondiff_argnums has a repeated position: {argnums}")
+    return argnums
+
+
+def _renamed(fun: Callable[..., Any], like: Callable[..., Any]) -> Callable[..., Any]:
+    fun.__name__ = _name(like)
+    return fun
+
+
 # --- custom_jvp ----------------------------------------------------------------------------------
 
 
@@ -105,6 +159,11 @@ class custom_jvp(_Custom):  # noqa: N801 - named like the decorator it is
     Define the rule with ``@f.defjvp``: ``rule(primals, tangents)`` receives two tuples, one
     entry per positional argument (tangents of the arguments' shapes), and returns
     ``(f(*primals), tangent of the output)``; the tangent must be linear in ``tangents``.
+
+    ``nondiff_argnums`` (as in JAX): positions of arguments passed through undifferentiated
+    (functions, flags, sizes); the rule is then ``rule(*nondiff_args, primals, tangents)`` with
+    ``primals`` and ``tangents`` holding the other arguments.  Use it as
+    ``functools.partial(da.custom_jvp, nondiff_argnums=(0,))``.
 
     Examples
     --------
@@ -120,8 +179,8 @@ class custom_jvp(_Custom):  # noqa: N801 - named like the decorator it is
     0.5
     """
 
-    def __init__(self, fun: Callable[..., Any]) -> None:
-        super().__init__(fun)
+    def __init__(self, fun: Callable[..., Any], nondiff_argnums: Any = ()) -> None:
+        super().__init__(fun, nondiff_argnums)
         self.jvp_rule: Callable[..., Any] | None = None
 
     def defjvp(self, rule: Callable[..., Any]) -> Callable[..., Any]:
@@ -140,9 +199,20 @@ class custom_jvp(_Custom):  # noqa: N801 - named like the decorator it is
                 f"{_name(self.fun)} is a custom_jvp function with no rule yet: define one with "
                 f"@{_name(self.fun)}.defjvp before differentiating it"
             )
+        if self.nondiff_argnums:
+            return self._without_static(args)
         if kind == "dual":
             return _jvp_forward(self, leaves, treedef, lead)
         return _jvp_reverse(self, leaves, treedef, lead)
+
+    def _without_static(self, args: tuple[Any, ...]) -> Any:
+        """The function and rule of the differentiated arguments only, the others bound."""
+        static, dynamic = self._static_split(args)
+        rule = self.jvp_rule
+        assert rule is not None
+        inner = custom_jvp(_renamed(lambda *d: self.fun(*self._merge(static, d)), self.fun))
+        inner.defjvp(lambda primals, tangents: rule(*static, primals, tangents))
+        return inner(*dynamic)
 
 
 def _rule_result(custom: Any, result: Any, what: str) -> tuple[Any, Any]:
@@ -302,6 +372,10 @@ class custom_vjp(_Custom):  # noqa: N801 - named like the decorator it is
     ``bwd`` must be linear in the cotangent (it is ``ct @ J``), else forward and reverse mode
     disagree.
 
+    ``nondiff_argnums`` (as in JAX): positions of arguments passed through undifferentiated;
+    ``fwd`` takes all the arguments, ``bwd`` is ``bwd(*nondiff_args, residuals, ct)`` and returns
+    cotangents for the other arguments only.
+
     Examples
     --------
     >>> import numpy as np, dualad as da
@@ -321,8 +395,8 @@ class custom_vjp(_Custom):  # noqa: N801 - named like the decorator it is
     array([0.6, 0.8])
     """
 
-    def __init__(self, fun: Callable[..., Any]) -> None:
-        super().__init__(fun)
+    def __init__(self, fun: Callable[..., Any], nondiff_argnums: Any = ()) -> None:
+        super().__init__(fun, nondiff_argnums)
         self.fwd: Callable[..., Any] | None = None
         self.bwd: Callable[..., Any] | None = None
 
@@ -341,9 +415,23 @@ class custom_vjp(_Custom):  # noqa: N801 - named like the decorator it is
                 f"{_name(self.fun)} is a custom_vjp function with no rule yet: call "
                 f"{_name(self.fun)}.defvjp(fwd, bwd) before differentiating it"
             )
+        if self.nondiff_argnums:
+            return self._without_static(args)
         if kind == "dual":
             return _vjp_forward(self, leaves, treedef, lead, len(args))
         return _vjp_reverse(self, leaves, treedef, lead, len(args))
+
+    def _without_static(self, args: tuple[Any, ...]) -> Any:
+        """The function and rules of the differentiated arguments only, the others bound."""
+        static, dynamic = self._static_split(args)
+        fwd, bwd = self.fwd, self.bwd
+        assert fwd is not None and bwd is not None
+        inner = custom_vjp(_renamed(lambda *d: self.fun(*self._merge(static, d)), self.fun))
+        inner.defvjp(
+            lambda *d: fwd(*self._merge(static, d)),
+            lambda residuals, ct: bwd(*static, residuals, ct),
+        )
+        return inner(*dynamic)
 
     def _cotangents(self, residuals: Any, ct: Any, treedef: Any, nargs: int) -> list[Any]:
         """The leaves of ``bwd(residuals, ct)``, checked against the arguments' structure."""

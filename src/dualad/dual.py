@@ -177,6 +177,19 @@ class Carrier:
         return _dtype_of(self._value)
 
     @property
+    def real(self) -> Any:
+        return np.real(self)
+
+    @property
+    def imag(self) -> Any:
+        return np.imag(self)
+
+    def conj(self) -> Any:
+        return np.conjugate(self)
+
+    conjugate = conj
+
+    @property
     def T(self) -> Any:
         return np.transpose(self)
 
@@ -494,8 +507,8 @@ class Dual(Carrier):
 
     def astype(self, dtype: Any, copy: bool = True) -> Dual:
         dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise _lost(f"Casting a Dual to {dtype}")
+        if dtype.kind not in "fc" or (dtype.kind == "f" and _dtype_of(self).kind == "c"):
+            raise _lost(f"Casting a Dual of dtype {_dtype_of(self)} to {dtype}")
         return Dual._make(
             self._tag, self._value.astype(dtype, copy=copy), self._partials.astype(dtype, copy=copy)
         )
@@ -589,10 +602,7 @@ def _as_float_array(value: Any) -> Any:
         )
     arr = np.asarray(value)
     if arr.dtype.kind == "c":
-        raise DualError(
-            "dualad does not support complex numbers yet; split the real and imaginary parts "
-            "into separate real inputs"
-        )
+        return arr
     if arr.dtype.kind in "biu":
         return arr.astype(np.float64)
     if arr.dtype.kind != "f":
@@ -600,8 +610,8 @@ def _as_float_array(value: Any) -> Any:
         if arr.dtype.kind == "O" and value is not None and not isinstance(value, np.ndarray):
             got = f"a {type(value).__name__}"
         raise TypeError(
-            f"dualad differentiates real floating-point numbers, not {got}; pass a number or an "
-            "array of them (e.g. np.asarray(x, dtype=float))"
+            f"dualad differentiates floating-point (real or complex) numbers, not {got}; pass a "
+            "number or an array of them (e.g. np.asarray(x, dtype=float))"
         )
     return arr
 
@@ -666,6 +676,21 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
     if math.isfinite(np.add.reduce(d, axis=None)):  # one cheap pass over d, not over d * p
         return d[..., None] * p
     return _zero_tangent_stays_zero(d[..., None], p)
+
+
+def _scale_complex(d: Any, p: Any, tag: int = 0) -> Any:
+    """``_scale`` for a complex ``d`` or ``p``: the same product, with the same care for zero
+    tangents times infinite partials (NumPy's ``isfinite`` reads both parts of a complex)."""
+    if isinstance(d, (int, float, complex)):
+        return d * p
+    if isinstance(d, Carrier) and d.__class__ is not Dual and d._tape.level > tag:
+        raise mixed_modes()
+    dd = d[..., None] if np.ndim(d) else d
+    product = dd * p
+    if not np.all(np.isfinite(primal(d))):
+        with np.errstate(invalid="ignore"):
+            product = np.where(p == 0, 0.0, product)
+    return product
 
 
 def _finite(d: Dual) -> bool:
@@ -739,13 +764,12 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
     if tag < 0:
         return rule.func(*args)
     vals = [a._value if a.__class__ is Dual and a._tag == tag else a for a in args]
+    if rule.on_complex is not None and any(rules.is_complex(v) for v in vals):
+        return rule.on_complex(*args)  # not holomorphic: written with real and imag instead
     y = rule.func(*vals)
     if not isinstance(y, _SCALAR_RESULT):
         y = np.asarray(y)
-    if y.__class__ is not Dual and y.dtype.kind == "c":
-        raise DualError(
-            f"{rule.name} produced a complex value; dualad does not support complex numbers yet"
-        )
+    scale = _scale_complex if _dtype_of(y).kind == "c" else _scale
     tangent_sum = None
     k = 0
     terms = []
@@ -761,7 +785,7 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
         tangent_sum = _fused(terms, y)
     if tangent_sum is None:
         for d, p in terms:
-            contribution = _scale(d, p, tag)
+            contribution = scale(d, p, tag)
             tangent_sum = contribution if tangent_sum is None else tangent_sum + contribution
     if tangent_sum is None:  # every Dual argument enters through a zero partial
         k = next(a._partials.shape[-1] for a in args if a.__class__ is Dual and a._tag == tag)
@@ -777,6 +801,11 @@ Dual._apply = staticmethod(apply_rule)  # the operators of Carrier apply rules t
 
 
 def _value_only(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if func is np.sign and any(rules.is_complex(a) for a in args):  # z / |z|: not constant
+        raise DualError(
+            "np.sign of a complex number is z / |z|, which is not piecewise constant; dualad "
+            "treats np.sign as a value-only function of real numbers. Write z / np.abs(z)"
+        )
     return func(*[primal(a) for a in args], **{k: primal(v) for k, v in kwargs.items()})
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pytrees, structural
+from . import pytrees, rules, structural
 from .dual import (
     NONDIFF,
     Carrier,
@@ -36,6 +36,7 @@ from .dual import (
     ReverseModeUnsupported,
     _normalize_index,
     _scale,
+    _scale_complex,
     check_output,
     mixed_modes,
     user_code,
@@ -53,12 +54,20 @@ class Tape:
     constant, whose cotangent is dropped.
     """
 
-    __slots__ = ("nodes", "live", "level")
+    __slots__ = ("nodes", "live", "level", "complex")
 
     def __init__(self, level: int) -> None:
         self.nodes: list[Any] = [None]
         self.live = True
         self.level = level  # from the counter of forward-mode tags: which began first
+        #: ids of the nodes with complex values (None while there are none): a real node takes
+        #: the real part of a complex cotangent (README, "Complex numbers").
+        self.complex: set[int] | None = None
+
+    def mark_complex(self, node: int) -> None:
+        if self.complex is None:
+            self.complex = set()
+        self.complex.add(node)
 
 
 class Tracer(Carrier):
@@ -102,7 +111,7 @@ class Tracer(Carrier):
 
     def astype(self, dtype: Any, copy: bool = True) -> Tracer:
         dtype = np.dtype(dtype)
-        if dtype.kind != "f":
+        if dtype.kind not in "fc" or (dtype.kind == "f" and self._value.dtype.kind == "c"):
             raise DualError(
                 f"Casting {self._label} to {dtype} would drop the derivative it carries. Use "
                 "da.primal(x) to take the value when that is intended."
@@ -148,6 +157,8 @@ class Tracer(Carrier):
                 payload = (owner, False, item_shape)
             self._tape.nodes.append((_setitem_vjp, ids, payload))
             node = len(self._tape.nodes) - 1
+            if value.dtype.kind == "c":
+                self._tape.mark_complex(node)
         self._value, self._node = value, node
         self._version += 1
         if self._base is not None:  # a view: the write reaches the array it views, as in NumPy
@@ -250,6 +261,8 @@ def _record(
     if max(ids, default=-1) < 0:  # every operand is constant
         return Tracer._make(tape, value, -1, base)
     tape.nodes.append((vjp, ids, payload))
+    if getattr(value, "dtype", None) is not None and value.dtype.kind == "c":
+        tape.mark_complex(len(tape.nodes) - 1)
     return Tracer._make(tape, value, len(tape.nodes) - 1, base)
 
 
@@ -275,13 +288,11 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
     if tape is None:
         return rule.func(*args)
     vals = [a._value if a.__class__ is Tracer else a for a in args]
+    if rule.on_complex is not None and any(rules.is_complex(v) for v in vals):
+        return rule.on_complex(*args)  # not holomorphic: written with real and imag instead
     y = rule.func(*vals)
     if y.__class__ is not np.ndarray and not isinstance(y, np.generic):
         y = np.asarray(y)
-    if y.dtype.kind == "c":
-        raise DualError(
-            f"{rule.name} produced a complex value; dualad does not support complex numbers yet"
-        )
     ids = []
     positions = []
     for i, (a, partial) in enumerate(zip(args, rule.partials)):
@@ -293,6 +304,8 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
     if not ids:
         return Tracer._make(tape, y, -1)
     tape.nodes.append((_elementwise_vjp, tuple(ids), (rule, vals, y, positions)))
+    if y.dtype.kind == "c":
+        tape.mark_complex(len(tape.nodes) - 1)
     return Tracer._make(tape, y, len(tape.nodes) - 1)
 
 
@@ -307,11 +320,12 @@ def _elementwise_vjp(ct: Any, payload: Any) -> list[Any]:
     cotangent times an infinite local derivative must give 0, not NaN.
     """
     rule, vals, y, positions = payload
+    scale = _scale_complex if y.dtype.kind == "c" else _scale
     grads = []
     for i in positions:
         partial = rule.partials[i]
         d = partial(*vals, y) if callable(partial) else partial
-        g = ct if d.__class__ is float and d == 1.0 else _scale(d, ct)
+        g = ct if d.__class__ is float and d == 1.0 else scale(d, ct)
         grads.append(unbroadcast(g, np.shape(vals[i])))
     return grads
 
@@ -332,6 +346,8 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _cast_vjp(ct: Any, dtype: Any) -> list[Any]:
+    if ct.dtype.kind == "c" and dtype.kind != "c":  # real to complex: Re(c t) for real t
+        ct = ct.real
     return [ct.astype(dtype)]
 
 
@@ -413,6 +429,7 @@ def pullback(tape: Tape, out_node: int, ct: Any, in_shape: tuple[int, ...], cons
     if out_node < 0:
         return np.zeros(in_shape + (k,), dtype=ct.dtype)
     nodes = tape.nodes
+    complex_nodes = tape.complex
     cts: list[Any] = [None] * (out_node + 1)
     owned = bytearray(out_node + 1)  # 1 where cts[i] is a buffer of ours, safe to add into
     cts[out_node] = ct
@@ -427,6 +444,8 @@ def pullback(tape: Tape, out_node: int, ct: Any, in_shape: tuple[int, ...], cons
         for j, gj in zip(ids, vjp(g, payload)):
             if j < 0 or gj is None:
                 continue
+            if complex_nodes is not None and j not in complex_nodes:
+                gj = _real_part(gj)  # a real node's cotangent: Re(c t) for real t
             prev = cts[j]
             if gj.__class__ is _Scatter:
                 if not owned[j]:
@@ -452,6 +471,14 @@ def pullback(tape: Tape, out_node: int, ct: Any, in_shape: tuple[int, ...], cons
     if g.__class__ is _Scatter:  # the output is the input itself
         g = g.add_into(np.zeros(g.shape + (k,), dtype=g.ct.dtype))
     return g
+
+
+def _real_part(g: Any) -> Any:
+    if g.__class__ is _Scatter:
+        if g.ct.dtype.kind == "c":
+            return _Scatter(g.index, g.basic, g.shape, g.ct.real)
+        return g
+    return g.real if g.dtype.kind == "c" else g
 
 
 # --- tracing -------------------------------------------------------------------------------------
@@ -498,6 +525,8 @@ class Trace:
         whatever precision the function computed in.
         """
         g = pullback(self.tape, self.out_node, ct, self.in_shape, consume)
+        if g.dtype.kind == "c" and self.in_dtype.kind != "c":
+            g = g.real  # Re(c t) for real t
         return g if g.dtype == self.in_dtype else g.astype(self.in_dtype)
 
 
@@ -513,6 +542,8 @@ def trace(f: Callable[..., Any], x: np.ndarray, args: tuple[Any, ...], level: in
             "differentiated (a derivative inside another one); use mode='forward'"
         )
     with _recording(level) as tape, user_code():
+        if x.dtype.kind == "c":
+            tape.mark_complex(0)
         y = f(Tracer._make(tape, x, 0), *args)
     check_output(y)
     if isinstance(y, (list, tuple, dict)):

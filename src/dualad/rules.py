@@ -56,6 +56,11 @@ class Rule:
     name: str
     func: Callable[..., Any]
     partials: tuple[Partial, ...]
+    #: None when the partials are right for complex arguments too (a holomorphic function, its
+    #: partials written with NumPy functions that are themselves holomorphic); otherwise what an
+    #: engine calls instead, on the same arguments, when one of them is complex: the function
+    #: written with other primitives (``abs(z) = hypot(real(z), imag(z))``), or a refusal.
+    on_complex: Callable[..., Any] | None = None
 
     @property
     def nin(self) -> int:
@@ -70,8 +75,52 @@ _LN10 = math.log(10.0)
 _DEG = math.pi / 180.0
 
 
-def _add(func: Any, *partials: Partial, name: str | None = None) -> None:
-    RULES[func] = Rule(name or getattr(func, "__name__", repr(func)), func, tuple(partials))
+def _add(func: Any, *partials: Partial, name: str | None = None, on_complex: Any = None) -> None:
+    name = name or getattr(func, "__name__", repr(func))
+    RULES[func] = Rule(name, func, tuple(partials), on_complex)
+
+
+def is_complex(x: Any) -> bool:
+    """True for a complex number or array (or a Dual or traced array of one)."""
+    dtype = getattr(x, "dtype", None)
+    return isinstance(x, complex) if dtype is None else dtype.kind == "c"
+
+
+def refuse_complex(name: str) -> Callable[..., Any]:
+    """An ``on_complex`` for a function whose rule holds for real arguments only."""
+
+    def refuse(*args: Any) -> Any:
+        from .dual import DualError
+
+        raise DualError(
+            f"dualad differentiates {name} for real arguments only (its derivative rule does not "
+            "hold for complex ones); apply it to the real and imaginary parts (np.real(z), "
+            "np.imag(z)) yourself, or register a rule for the complex case"
+        )
+
+    return refuse
+
+
+def _abs_complex(z: Any) -> Any:
+    """|z| of complex z: a real function of its real and imaginary parts, differentiated so."""
+    return np.hypot(np.real(z), np.imag(z))
+
+
+def _conj_complex(z: Any) -> Any:
+    """conj(z) = re - i im: R-linear, not holomorphic, so written with real and imag."""
+    return np.real(z) - 1j * np.imag(z)
+
+
+def _complex_rule(name: str, func: Any, *partials: Partial) -> Callable[..., Any]:
+    """An ``on_complex`` that applies ``func`` with partials written for complex arguments
+    (where the real rule's are written with real-only functions such as hypot)."""
+    rule = Rule(name, func, partials)
+
+    def apply(*args: Any) -> Any:
+        lead = next(a for a in args if hasattr(a, "_apply"))  # the engine of the arguments
+        return lead._apply(rule, args)
+
+    return apply
 
 
 # --- helpers shared by several rules -------------------------------------------------------------
@@ -198,7 +247,7 @@ _add(np.power, _power_base_partial(np.power), _power_exponent_partial)
 _add(np.float_power, _power_base_partial(np.float_power), _power_exponent_partial)
 _add(np.negative, -1.0)
 _add(np.positive, 1.0)
-_add(np.conjugate, 1.0)  # real inputs only: complex input is rejected before any rule runs
+_add(np.conjugate, 1.0, on_complex=_conj_complex)
 _add(np.reciprocal, lambda x, y: -(y * y))
 _add(np.square, lambda x, y: 2.0 * x)
 _add(np.sqrt, lambda x, y: 0.5 / y)
@@ -206,7 +255,7 @@ _add(np.cbrt, lambda x, y: 1.0 / (3.0 * y * y))
 _add(np.fmod, 1.0, lambda x1, x2, y: -_quotient_of(x1, x2, y))
 _add(np.remainder, 1.0, lambda x1, x2, y: -_quotient_of(x1, x2, y))
 _add(np.copysign, lambda x1, x2, y: np.where(np.signbit(x1) == np.signbit(x2), 1.0, -1.0), None)
-_add(np.absolute, lambda x, y: np.sign(x))
+_add(np.absolute, lambda x, y: np.sign(x), on_complex=_abs_complex)
 _add(np.fabs, lambda x, y: np.sign(x))
 _add(np.maximum, _pick_first, _pick_second)
 _add(np.minimum, _pick_first, _pick_second)
@@ -238,7 +287,11 @@ _add(np.hypot, lambda x1, x2, y: x1 / y, lambda x1, x2, y: x2 / y)
 _add(np.sinh, lambda x, y: np.cosh(x))
 _add(np.cosh, lambda x, y: np.sinh(x))
 _add(np.tanh, _tanh_partial)
-_add(np.arcsinh, lambda x, y: 1.0 / np.hypot(x, 1.0))
+_add(
+    np.arcsinh,
+    lambda x, y: 1.0 / np.hypot(x, 1.0),
+    on_complex=_complex_rule("arcsinh", np.arcsinh, lambda x, y: 1.0 / np.sqrt(1.0 + x * x)),
+)
 _add(np.arccosh, lambda x, y: 1.0 / (np.sqrt(x - 1.0) * np.sqrt(x + 1.0)))  # no overflow
 _add(np.arctanh, lambda x, y: 1.0 / ((1.0 - x) * (1.0 + x)))
 _add(np.deg2rad, _DEG)
@@ -246,6 +299,11 @@ _add(np.rad2deg, 1.0 / _DEG)
 _add(np.radians, _DEG)  # NumPy's other names for deg2rad and rad2deg: separate ufuncs
 _add(np.degrees, 1.0 / _DEG)
 _add(np.sinc, _sinc_partial)
+
+# Rules that hold for real arguments only, among the functions NumPy also computes for complex ones
+# (max and min compare complex numbers lexicographically, sinc's partial reduces x modulo 2).
+for _f in (np.maximum, np.minimum, np.fmax, np.fmin, np.sinc):
+    _add(_f, *RULES[_f].partials, on_complex=refuse_complex(f"np.{RULES[_f].name}"))
 
 # --- value-only functions: zero derivative, computed on values -----------------------------------
 
@@ -280,7 +338,7 @@ def _load_scipy_rules() -> None:
     _add(sp.erfc, lambda x, y: -two_over_sqrt_pi * np.exp(-(x * x)))
     _add(sp.expit, lambda x, y: y * sp.expit(-x))  # not y * (1 - y), which cancels for large x
     _add(sp.gammaln, lambda x, y: sp.digamma(x))
-    _add(sp.digamma, lambda x, y: sp.zeta(2.0, x))  # trigamma, for x > 0
+    _add(sp.digamma, lambda x, y: sp.zeta(2.0, x), on_complex=refuse_complex("digamma"))
     _add(sp.zeta, NONDIFF, lambda s, q, y: -s * sp.zeta(s + 1.0, q))
     zeta_ufunc = getattr(getattr(sp, "_ufuncs", None), "_zeta", None)
     if zeta_ufunc is not None:  # sp.zeta is a Python function calling this ufunc: NumPy's
@@ -384,7 +442,7 @@ def register_rule(func: Callable[..., Any], *partials: Partial, name: str | None
     dispatching.__name__ = label
     dispatching.__doc__ = getattr(func, "__doc__", None)
     dispatching._dualad_raw = raw  # type: ignore[attr-defined]  # what compiled code computes
-    rule = Rule(label, dispatching, tuple(partials))
+    rule = Rule(label, dispatching, tuple(partials), refuse_complex(label))
     RULES[raw] = rule
     RULES[dispatching] = rule
     return dispatching

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import transforms
+from . import transforms, wirtinger
 from .coloring import color_columns, colors_lower_bound, scipy_sparse
 from .sparsity import jacobian_sparsity
 
@@ -124,6 +124,8 @@ class SparseJacobian:
             raise ValueError(f"format must be 'csr' or 'csc'; got {format!r}")
         transforms._check_engine(engine)
         point = transforms._as_input(x)
+        if np.iscomplexobj(point):
+            raise wirtinger.refuse("da.sparse_jacobian")
         self._f, self._args, self._engine, self._format = f, tuple(args), engine, format
         self.shape_of_x = np.shape(point)
         n = int(np.size(point))
@@ -226,6 +228,8 @@ class SparseJacobian:
 
     def _point(self, x: Any) -> Any:
         point = transforms._as_input(x)
+        if np.iscomplexobj(point):
+            raise wirtinger.refuse("da.sparse_jacobian")
         if np.shape(point) != self.shape_of_x:
             raise ValueError(
                 f"x has shape {np.shape(point)}, but this SparseJacobian was prepared for x of "

@@ -993,6 +993,10 @@ def jacobian_sparsity(
     sparse = scipy_sparse()
 
     point = np.array(primal(_as_input(x)), copy=True)
+    if np.iscomplexobj(point):
+        from .wirtinger import refuse
+
+        raise refuse("da.jacobian_sparsity")
     n = point.size
     trace = _Trace(n, bool(local))
     identity = _Rows(np.arange(n + 1, dtype=_INT), np.arange(n, dtype=_INT))

@@ -81,6 +81,11 @@ def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], lik
             return _write_out(out, func(*args, **rest))
     impl = like._functions.get(func)
     if impl is not None:
+        if func in _REAL_LINALG and any(rules.is_complex(a) for a in args):
+            raise DualError(
+                f"dualad differentiates {label(func)} for real matrices only; complex input is "
+                "not supported (np.linalg.solve, inv and det take complex matrices)"
+            )
         return impl(*args, **kwargs)
     impl = _CREATION.get(func)
     if impl is not None:
@@ -733,7 +738,11 @@ def _var(
 ):
     _reject("np.var", **kw)
     centred = a - np.mean(a, axis=axis, keepdims=True)
-    result = np.sum(centred * centred, axis=axis, keepdims=keepdims) / (_count(a, axis) - ddof)
+    if rules.is_complex(centred):  # NumPy's var of complex: the mean of |x - mean|**2
+        squares = np.real(centred) ** 2 + np.imag(centred) ** 2
+    else:
+        squares = centred * centred
+    result = np.sum(squares, axis=axis, keepdims=keepdims) / (_count(a, axis) - ddof)
     return result if out is None else _write_out(out, result)
 
 
@@ -985,6 +994,7 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
 
 @_composite(np.vdot)
 def _vdot(a: Any, b: Any) -> Any:
+    a = np.conj(a) if rules.is_complex(a) else a  # vdot conjugates its first argument
     return np.einsum("i,i->", np.ravel(a), np.ravel(b))
 
 
@@ -1036,7 +1046,8 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
     if ord in (None, "fro") or (ord == 2 and not matrix):
         if ord == "fro" and not matrix:
             raise ValueError("ord='fro' is for matrices")
-        return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
+        squares = np.real(x) ** 2 + np.imag(x) ** 2 if rules.is_complex(x) else x * x
+        return np.sqrt(np.sum(squares, axis=axis, keepdims=keepdims))
     if matrix:
         return _matrix_norm(x, ord, (0, 1) if axis is None else tuple(axis), keepdims)
     if ord == np.inf:
@@ -1104,6 +1115,8 @@ def _dlogdet(a: Dual) -> Any:
 
 def _adjugate(A: np.ndarray) -> np.ndarray:
     """adj(A) = det(A) A^-1, from the SVD so that it stays exact where A is singular."""
+    if np.iscomplexobj(A):  # (the SVD route below is written for real A)
+        return np.linalg.det(A)[..., None, None] * np.linalg.inv(A)
     U, s, Vt = np.linalg.svd(A)
     n = s.shape[-1]
     others = np.prod(np.where(np.eye(n, dtype=bool), 1.0, s[..., None, :]), axis=-1)
@@ -1376,7 +1389,7 @@ def _matrix_power(a: Any, n: int) -> Any:
 
 
 def _float_kind(dtype: Any) -> bool:
-    return dtype is None or np.dtype(dtype).kind == "f"
+    return dtype is None or np.dtype(dtype).kind in "fc"
 
 
 def _zeros_dual(like: Carrier, shape: Any, dtype: Any) -> Carrier:
@@ -1464,11 +1477,169 @@ def _array(like: Dual, obj: Any, dtype: Any = None, *args: Any, **kw: Any) -> An
         if any(isinstance(i, Carrier) for i in items):
             return np.stack(items)
     value = np.asarray(obj, dtype=dtype)
-    if value.dtype.kind != "f":
+    if value.dtype.kind not in "fc":
         return value  # integers, booleans: indices and masks, never differentiated
     out = _zeros_dual(like, value.shape, np.result_type(value.dtype, like.dtype))
     out[...] = value
     return out
+
+
+# --- complex numbers -----------------------------------------------------------------------------
+# The convention (README, "Complex numbers"): a tangent of complex z is a complex number, and a
+# cotangent c pairs with a tangent t as Re(c * t), without conjugation (JAX's).  Holomorphic
+# functions then need no rule of their own, and np.real and np.imag are the only primitives that
+# are merely R-linear: conj, abs and angle are written with them.
+
+
+@_implements(np.real)
+def _real(val: Any) -> Any:
+    if not rules.is_complex(val):
+        return val  # NumPy returns the real array itself
+    return _unary(val, np.real, lambda p, v: np.real(p))
+
+
+@_implements(np.imag)
+def _imag(val: Any) -> Any:
+    if not rules.is_complex(val):
+        return np.zeros(np.shape(val), dtype=_dtype_of_value(val))  # a constant
+    return _unary(val, np.imag, lambda p, v: np.imag(p))
+
+
+def _dtype_of_value(val: Any) -> Any:
+    return primal(val).dtype
+
+
+@_composite(np.angle)
+def _angle(z: Any, deg: bool = False) -> Any:
+    if not rules.is_complex(z):  # 0 or pi: piecewise constant
+        return np.angle(primal(z), deg)
+    angle = np.arctan2(np.imag(z), np.real(z))
+    return angle * (180.0 / np.pi) if deg else angle
+
+
+@_composite(np.iscomplexobj)
+def _iscomplexobj(x: Any) -> bool:
+    return rules.is_complex(x)
+
+
+@_composite(np.isrealobj)
+def _isrealobj(x: Any) -> bool:
+    return not rules.is_complex(x)
+
+
+#: numpy.linalg functions whose derivatives here are for real matrices only.
+_REAL_LINALG = {
+    np.linalg.eigh, np.linalg.eigvalsh, np.linalg.eig, np.linalg.svd, np.linalg.qr,
+    np.linalg.cholesky, np.linalg.pinv, np.linalg.slogdet, np.linalg.matrix_power,
+}  # fmt: skip
+
+
+# --- discrete Fourier transforms: linear, so the tangent is the same transform -------------------
+
+#: np.fft function -> (the n-dimensional function it is a case of, its default axes, real input)
+FFTS: dict[Any, tuple[Any, Any, bool]] = {
+    np.fft.fft: (np.fft.fftn, (-1,), False),
+    np.fft.ifft: (np.fft.ifftn, (-1,), False),
+    np.fft.fft2: (np.fft.fftn, (-2, -1), False),
+    np.fft.ifft2: (np.fft.ifftn, (-2, -1), False),
+    np.fft.fftn: (np.fft.fftn, None, False),
+    np.fft.ifftn: (np.fft.ifftn, None, False),
+    np.fft.rfft: (np.fft.rfft, (-1,), True),
+    np.fft.irfft: (np.fft.irfft, (-1,), False),
+}
+
+
+def fft_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], ndim: int) -> Any:
+    """(the transform as a function of an array, its axes made non-negative, its norm), for an
+    np.fft function of FFTS called as ``func(a, *args, **kwargs)`` on an array of ``ndim`` axes."""
+    nd_func, default_axes, _ = FFTS[func]
+    one_axis = default_axes is not None and len(default_axes) == 1
+    names = ("n", "axis", "norm") if one_axis else ("s", "axes", "norm")
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    size, axes, norm = (bound.get(name) for name in names)
+    if names[1] == "axis":
+        axes = default_axes if axes is None else (axes,)
+        size = None if size is None else (size,)
+    elif axes is None:
+        axes = default_axes or tuple(range(-len(size) if size else -ndim, 0))
+    axes = tuple(_axis(a, ndim) for a in axes)
+    if func in (np.fft.rfft, np.fft.irfft):
+        n = None if size is None else size[0]
+        return (lambda v: func(v, n, axes[0], norm)), axes, norm
+    return (lambda v: nd_func(v, size, axes, norm)), axes, norm
+
+
+def _fft(func: Any) -> Callable[..., Any]:
+    def impl(a: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(a, Dual):
+            return func(a, *args, **kwargs)
+        if FFTS[func][2] and rules.is_complex(a):
+            raise TypeError(f"{label(func)} takes real input; got complex")
+        transform, _, _ = fft_call(func, args, kwargs, a.ndim)
+        # the axes are the value's, counted from the front: the direction axis stays out of it
+        return Dual._make(a.tag, transform(a.value), transform(a.partials))
+
+    return impl
+
+
+for _fft_func in FFTS:
+    _FUNCTIONS[_fft_func] = _fft(_fft_func)
+
+
+def _real_nd_axes(a: Any, s: Any, axes: Any, default: Any) -> tuple[Any, tuple[int, ...]]:
+    if axes is None:
+        axes = default if default is not None else tuple(range(-(len(s) if s else np.ndim(a)), 0))
+    return (None if s is None else tuple(s)), tuple(axes)
+
+
+@_composite(np.fft.rfftn)
+def _rfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
+    """rfft along the last axis, then fftn along the others (as NumPy computes it)."""
+    s, axes = _real_nd_axes(a, s, axes, None)
+    half = np.fft.rfft(a, None if s is None else s[-1], axes[-1], norm)
+    if len(axes) == 1:
+        return half
+    return np.fft.fftn(half, None if s is None else s[:-1], axes[:-1], norm)
+
+
+@_composite(np.fft.rfft2)
+def _rfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
+    return _rfftn(a, s, axes, norm)
+
+
+@_composite(np.fft.irfftn)
+def _irfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
+    """ifftn along all axes but the last, then irfft along the last (as NumPy computes it)."""
+    s, axes = _real_nd_axes(a, s, axes, None)
+    if len(axes) > 1:
+        a = np.fft.ifftn(a, None if s is None else s[:-1], axes[:-1], norm)
+    return np.fft.irfft(a, None if s is None else s[-1], axes[-1], norm)
+
+
+@_composite(np.fft.irfft2)
+def _irfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: Any = None):
+    return _irfftn(a, s, axes, norm)
+
+
+def _shift(sign: int) -> Callable[..., Any]:
+    def shift(x: Any, axes: Any = None) -> Any:
+        axes = _axes(axes, np.ndim(x))
+        n = [np.shape(x)[ax] for ax in axes]
+        return np.roll(x, [sign * (k // 2) for k in n], axes)
+
+    return shift
+
+
+_FUNCTIONS[np.fft.fftshift] = COMPOSITES[np.fft.fftshift] = _shift(1)
+_FUNCTIONS[np.fft.ifftshift] = COMPOSITES[np.fft.ifftshift] = _shift(-1)
+
+
+@_composite(np.real_if_close)
+def _real_if_close(a: Any, tol: float = 100) -> Any:
+    if rules.is_complex(a) and np.all(np.abs(np.imag(primal(a))) < tol * np.finfo(float).eps):
+        return np.real(a)
+    return a
 
 
 Dual._functions = _FUNCTIONS  # what Carrier.__array_function__ looks up for a Dual

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pytrees, reverse
+from . import pytrees, reverse, wirtinger
 from .dual import (
     Carrier,
     Dual,
@@ -313,6 +313,10 @@ def _compiled_engine(f: Any, x: Any, args: tuple[Any, ...], engine: str) -> Any:
         return None
     else:
         _check_engine(engine)
+    if wirtinger.is_complex_point(x):  # the compiled engine is real-only
+        if engine == "numba":
+            raise _compiled_complex()
+        return None
     if isinstance(x, Carrier) or _any_carrier(args):
         if engine == "numba":
             raise DualError(
@@ -354,10 +358,20 @@ def _fall_back(f: Any, error: Exception) -> None:
 _FLOAT64 = np.dtype(np.float64)
 
 
+def _compiled_complex() -> DualError:
+    return DualError(
+        "the compiled engine (engine='numba') does not support complex numbers; pass "
+        "engine='numpy' (or leave engine='auto') to differentiate complex input with the NumPy "
+        "engine"
+    )
+
+
 def _float64_point(x: Any) -> np.ndarray:
     """The point as the contiguous float64 array the compiled engine takes (and only reads)."""
     if type(x) is np.ndarray and x.dtype is _FLOAT64 and x.flags.c_contiguous:
         return x
+    if wirtinger.is_complex_point(x):
+        raise _compiled_complex()
     point = np.asarray(_as_input(x), dtype=np.float64)  # a 0-d point stays 0-d: f gets a Dual
     return point if point.flags.c_contiguous else point.copy()
 
@@ -438,7 +452,10 @@ def _reverse_jacobian(
     for start in range(0, m, k):
         width = min(k, m - start)
         ct = _basis(m, start, width, traced.dtype).reshape(out_shape + (width,))
-        g = traced.pull(ct, consume=start + k >= m)
+        if traced.dtype.kind == "c":  # Re(c t) with c = 1 reads Re J, with c = -i Im J
+            g = traced.pull(ct) + 1j * traced.pull(-1j * ct, consume=start + k >= m)
+        else:
+            g = traced.pull(ct, consume=start + k >= m)
         rows.append(g.reshape(n, width).T)
     jac = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0)
     jac = _writeable(np.ascontiguousarray(jac))
@@ -575,6 +592,12 @@ def value_and_jacobian(
         directions per pass unless ``chunk_size`` says otherwise.
     """
     _check_mode(mode, engine)
+    if wirtinger.is_complex_point(x):  # as the function of real and imaginary parts it is
+        _compiled_engine(f, x, args, engine)  # refuses engine="numba"
+        return wirtinger.value_and_jacobian(
+            value_and_jacobian, _python_function(f), x, args,
+            mode=mode, chunk_size=chunk_size, engine="numpy",
+        )  # fmt: skip
     compiled = _compiled_engine(f, x, args, engine)
     if compiled is not None and mode != "forward":  # compiled reverse mode (issue 12)
         result = _compiled_reverse(f, x, args, mode, engine)
@@ -604,10 +627,15 @@ def value_and_jacobian(
             blocks.append(partials[..., :width])
     jac = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
     if primal(jac).dtype != primal(x).dtype:  # a derivative has x's dtype, as in reverse mode
-        jac = jac.astype(primal(x).dtype)
+        jac = jac.astype(_precision_of(primal(x).dtype, primal(jac).dtype))
     if isinstance(jac, np.ndarray) and not jac.flags.writeable:
         jac = jac.copy()  # f returned its input: do not hand out the shared seed
     return _scalar(value), _scalar(jac.reshape(np.shape(value) + shape))
+
+
+def _precision_of(x_dtype: np.dtype, dtype: np.dtype) -> np.dtype:
+    """x's dtype, made complex for a complex derivative (of a complex-valued f of real x)."""
+    return np.result_type(x_dtype, np.complex64) if dtype.kind == "c" else x_dtype
 
 
 def jacobian(
@@ -777,6 +805,11 @@ def jvp(
     shape = np.shape(primal(x))
     directions, single = _directions(shape, v)
     k = np.shape(directions)[-1]
+    if wirtinger.is_complex_point(directions) and not wirtinger.is_complex_point(x):
+        raise DualError(
+            "jvp: the direction v is complex but x is real; a tangent of real x is real (pass "
+            "x as a complex array, e.g. x + 0j, to move it in complex directions)"
+        )
     with _differentiation() as tag:
         seeded = Dual._make(tag, x, np.asarray(directions, dtype=primal(x).dtype))
         value, partials = _extract(_call(f, seeded, args), tag, k)
@@ -789,6 +822,8 @@ def _batch_engine(
 ) -> tuple[Any, np.ndarray]:
     """The compiled engine for a batch (None for ``engine="numpy"``) and the stacked points."""
     _check_engine(engine)
+    if wirtinger.is_complex_point(xs):
+        raise wirtinger.refuse(f"da.{who}")
     points = _float64_point(xs)
     if points.ndim == 0 or points.shape[0] == 0:
         raise ValueError(f"{who} needs points stacked along a first axis; got shape {points.shape}")
@@ -900,6 +935,8 @@ def hessian(
     ``engine`` is as for :func:`value_and_jacobian`.
     """
     _check_engine(engine)
+    if wirtinger.is_complex_point(x):
+        raise wirtinger.refuse("da.hessian")
     if _compiled_second_order_wanted(f, x, args, engine):
         point = _float64_point(x)
         compiled = _compiled or _load_compiled()
@@ -936,6 +973,8 @@ def hvp(
     directions are v; ``engine`` is as for :func:`value_and_jacobian`.
     """
     _check_engine(engine)
+    if wirtinger.is_complex_point(x):
+        raise wirtinger.refuse("da.hvp")
     if _compiled_second_order_wanted(f, x, args, engine):
         point = _float64_point(x)
         compiled = _compiled or _load_compiled()
@@ -1047,6 +1086,8 @@ def vjp(
 
     def pullback(u: Any) -> Any:
         cotangents, single = _directions(out_shape, u, "vjp's pullback", "f(x)", "u")
+        if traced.dtype.kind != "c":  # only Re(u) pairs with a real output (README)
+            cotangents = np.real(cotangents)
         cotangents = np.asarray(cotangents, dtype=traced.dtype)
         g = traced.pull(cotangents)
         g = g[..., 0] if single else g

@@ -581,3 +581,86 @@ def _qr(a: Tracer, mode: str = "reduced") -> Any:
     Q, R = np.linalg.qr(A, mode="reduced")
     outs = _linearized(tape, a, (Q, R), lambda dA: structural.qr_tangent(Q, R, dA))
     return outs[1] if mode == "r" else structural.QRResult(*outs)
+
+
+# --- complex numbers (the pairing Re(c * t) of README's "Complex numbers") ----------------------
+
+
+def _as_complex(ct: Any) -> Any:
+    return ct.astype(np.result_type(ct.dtype, np.complex64))
+
+
+@_transposes(np.real)
+def _real(val: Any) -> Any:
+    if not np.iscomplexobj(value_of(val)):
+        return val
+    return _unary(val, np.real, lambda ct, shape: _as_complex(ct))  # Re(c t) = c Re(t), c real
+
+
+@_transposes(np.imag)
+def _imag(val: Any) -> Any:
+    if not np.iscomplexobj(value_of(val)):
+        return np.zeros(np.shape(value_of(val)), dtype=value_of(val).dtype)
+    return _unary(val, np.imag, lambda ct, shape: -1j * ct)  # Re(-i c t) = c Im(t)
+
+
+def _resize(a: Any, axes: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
+    """``a`` cut or padded with zeros to ``sizes`` along ``axes``: what an FFT's n= or s= does
+    to its input, and also its transpose (taken from the other side)."""
+    index = [slice(None)] * a.ndim
+    pad = [(0, 0)] * a.ndim
+    for ax, size in zip(axes, sizes):
+        index[ax] = slice(0, size)
+        pad[ax] = (0, max(size - a.shape[ax], 0))
+    return np.pad(a[tuple(index)], pad)
+
+
+def _fft_transpose(func: Any) -> Callable[..., Any]:
+    nd_func, _, real_input = structural.FFTS[func]
+
+    def impl(a: Any, *args: Any, **kwargs: Any) -> Any:
+        x = value_of(a)
+        if real_input and np.iscomplexobj(x):
+            raise TypeError(f"np.fft.{func.__name__} takes real input; got complex")
+        transform, axes, norm = structural.fft_call(func, args, kwargs, np.ndim(x))
+        y = transform(x)
+        in_sizes = tuple(np.shape(x)[ax] for ax in axes)
+        if func is np.fft.rfft:  # y = first half of fft(x resized to n): Re of fft(ct padded)
+            n = _rfft_length(func, args, kwargs, x, axes)
+
+            def transpose(ct: Any, shape: tuple[int, ...]) -> Any:
+                full = np.fft.fft(_resize(ct, axes, (n,)), n, axes[0], norm)
+                return np.real(_resize(full, axes, in_sizes))
+
+        elif func is np.fft.irfft:  # x_n = Re(sum_k w_k t_k e^(2 pi i k n / N)) * scale
+            n = y.shape[axes[0]]
+            half = n // 2 + 1
+            weight = np.full(half, 2.0)
+            weight[0] = 1.0
+            if n % 2 == 0:
+                weight[-1] = 1.0
+            weight *= {None: 1.0 / n, "backward": 1.0 / n, "ortho": n**-0.5, "forward": 1.0}[norm]
+
+            def transpose(ct: Any, shape: tuple[int, ...]) -> Any:
+                w = weight.reshape((-1,) + (1,) * (ct.ndim - axes[0] - 1))
+                c = _resize(np.conj(np.fft.rfft(ct, n, axes[0])) * w, axes, in_sizes)
+                return c if np.iscomplexobj(x) else c.real
+
+        else:  # fft, ifft, fft2, ifft2, fftn, ifftn: symmetric matrices, their own transposes
+
+            def transpose(ct: Any, shape: tuple[int, ...]) -> Any:
+                return _resize(nd_func(ct, None, axes, norm), axes, in_sizes)
+
+        return _record(tape_of((a,)), y, (a,), _unary_vjp, (transpose, np.shape(x)))
+
+    return impl
+
+
+def _rfft_length(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], x: Any, axes: Any):
+    """The n rfft transformed at (its n= argument, or the input's length)."""
+    n = kwargs.get("n", args[0] if args else None)
+    return x.shape[axes[0]] if n is None else n
+
+
+for _fft_func in structural.FFTS:
+    TRANSPOSES[_fft_func] = _fft_transpose(_fft_func)
