@@ -32,6 +32,7 @@ import numpy as np
 from numba import types
 from numba.core import cgutils, errors
 from numba.experimental import jitclass
+from numba.experimental.jitclass.base import _mangle_attr
 from numba.extending import (
     intrinsic,
     lower_cast,
@@ -56,8 +57,14 @@ BYTES_PER_NODE = 32
 BYTES_PER_ADJOINT = 8
 
 
-@jitclass([("parents", numba.int64[:]), ("partials", numba.float64[:]), ("n", numba.int64),
-          ("base", numba.int64)])
+@jitclass(
+    [
+        ("parents", numba.int64[::1]),
+        ("partials", numba.float64[::1]),
+        ("n", numba.int64),
+        ("base", numba.int64),
+    ]
+)
 class Tape:
     """The nodes of one evaluation: node k has parents ``parents[2k], parents[2k + 1]`` (two
     distinct variables, both recorded, see :func:`link`) with partials ``partials[2k], ...``."""
@@ -75,8 +82,7 @@ class Tape:
 TAPE = Tape.class_type.instance_type
 
 
-@numba.njit
-def _grow(tape):  # noqa: ANN001, ANN202
+def _grow(tape):  # noqa: ANN001, ANN202 - compiled into record's rare branch
     used = 2 * tape.n
     parents = np.empty(2 * tape.parents.size, np.int64)
     partials = np.empty(2 * tape.partials.size, np.float64)
@@ -86,20 +92,58 @@ def _grow(tape):  # noqa: ANN001, ANN202
     tape.partials = partials
 
 
-@numba.njit
-def record(tape, a, ca, b, cb):  # noqa: ANN001, ANN201
-    """Append the node ``ca * a + cb * b`` (variables a, b >= 0); the index of its variable."""
-    n = tape.n
-    if 2 * n == tape.parents.size:
-        _grow(tape)
-    parents = tape.parents
-    partials = tape.partials
-    parents[2 * n] = a
-    parents[2 * n + 1] = b
-    partials[2 * n] = ca
-    partials[2 * n + 1] = cb
-    tape.n = n + 1
-    return tape.base + n
+def _field(data, name: str):  # noqa: ANN001, ANN202
+    return getattr(data, _mangle_attr(name))
+
+
+@intrinsic
+def tape_pointer(typingctx, tape):  # noqa: ANN001
+    """The tape's data as a raw pointer: what an Adj carries, so that passing, copying and
+    storing Adj values costs no reference counting (the driver's reference keeps it alive)."""
+    if tape != TAPE:
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        inst = cgutils.create_struct_proxy(TAPE)(context, builder, value=args[0])
+        return builder.bitcast(inst.data, context.get_value_type(types.voidptr))
+
+    return types.voidptr(TAPE), codegen
+
+
+@intrinsic
+def record(typingctx, tape, a, ca, b, cb):  # noqa: ANN001
+    """Append the node ``ca * a + cb * b`` (variables a, b >= 0) to the tape at pointer
+    ``tape``; the index of its variable.  Written in LLVM so that it is a handful of loads and
+    stores (a jitclass method reference-counts each array it reads)."""
+    if tape != types.voidptr:
+        return None
+    sig = types.int64(types.voidptr, types.int64, types.float64, types.int64, types.float64)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        ptr, a, ca, b, cb = args
+        data_type = TAPE.get_data_type()
+        ref = builder.bitcast(ptr, context.get_value_type(data_type).as_pointer())
+        data = context.make_data_helper(builder, data_type, ref=ref)
+        n = _field(data, "n")
+        twice = builder.mul(n, context.get_constant(types.int64, 2))
+        parents_type, partials_type = TAPE.struct["parents"], TAPE.struct["partials"]
+        parents = context.make_array(parents_type)(context, builder, _field(data, "parents"))
+        with builder.if_then(builder.icmp_signed("==", twice, parents.nitems), likely=False):
+            borrowed = cgutils.create_struct_proxy(TAPE)(context, builder)
+            borrowed.meminfo = cgutils.get_null_value(borrowed.meminfo.type)
+            borrowed.data = builder.bitcast(ptr, borrowed.data.type)
+            context.compile_internal(builder, _grow, types.none(TAPE), [borrowed._getvalue()])
+        parents = context.make_array(parents_type)(context, builder, _field(data, "parents"))
+        partials = context.make_array(partials_type)(context, builder, _field(data, "partials"))
+        second = builder.add(twice, context.get_constant(types.int64, 1))
+        builder.store(a, builder.gep(parents.data, [twice]))
+        builder.store(b, builder.gep(parents.data, [second]))
+        builder.store(ca, builder.gep(partials.data, [twice]))
+        builder.store(cb, builder.gep(partials.data, [second]))
+        setattr(data, _mangle_attr("n"), builder.add(n, context.get_constant(types.int64, 1)))
+        return builder.add(_field(data, "base"), n)
+
+    return sig, codegen
 
 
 @numba.njit
@@ -185,7 +229,7 @@ class _AdjModel(models.StructModel):
             ("value", types.float64),
             ("index", types.int64),
             ("scale", types.float64),
-            ("tape", TAPE),
+            ("tape", types.voidptr),
         ]
         super().__init__(dmm, fe_type, members)
 
@@ -197,7 +241,7 @@ class _AdjArrayModel(models.StructModel):
             ("value", fe_type.value_type),
             ("index", fe_type.index_type),
             ("scale", fe_type.scale_type),
-            ("tape", TAPE),
+            ("tape", types.voidptr),
         ]
         super().__init__(dmm, fe_type, members)
 
@@ -205,7 +249,7 @@ class _AdjArrayModel(models.StructModel):
 @register_model(AdjDtypeType)
 class _AdjDtypeModel(models.StructModel):
     def __init__(self, dmm, fe_type):  # noqa: ANN001
-        super().__init__(dmm, fe_type, [("tape", TAPE)])
+        super().__init__(dmm, fe_type, [("tape", types.voidptr)])
 
 
 for _t in (AdjType, AdjArrayType):
@@ -221,12 +265,8 @@ def _struct(result: types.Type, names: tuple[str, ...]):  # noqa: ANN202
             target = {"value": types.float64, "index": types.int64, "scale": types.float64}.get(
                 name, ty
             )
-            if name == "tape":  # borrowed: the driver's own reference keeps the tape alive
-                owned = cgutils.create_struct_proxy(TAPE)(context, builder, value=arg)
-                borrowed = cgutils.create_struct_proxy(TAPE)(context, builder)
-                borrowed.data = owned.data
-                borrowed.meminfo = cgutils.get_null_value(borrowed.meminfo.type)
-                s.tape = borrowed._getvalue()
+            if name == "tape":  # a raw pointer: the driver's reference keeps the tape alive
+                s.tape = arg
             elif isinstance(result, AdjArrayType):
                 setattr(s, name, arg)
                 context.nrt.incref(builder, ty, arg)
@@ -244,7 +284,7 @@ def make_adj(typingctx, value, index, scale, tape):  # noqa: ANN001
         not isinstance(value, _REAL)
         or not isinstance(index, types.Integer)
         or not isinstance(scale, _REAL)
-        or tape != TAPE
+        or tape != types.voidptr
     ):
         return None
     return ADJ(value, index, scale, tape), _struct(ADJ, ("value", "index", "scale", "tape"))
@@ -273,7 +313,7 @@ def _real_to_adj(context, builder, fromty, toty, val):  # noqa: ANN001
     s.value = context.cast(builder, val, fromty, types.float64)
     s.index = context.get_constant(types.int64, -1)
     s.scale = context.get_constant(types.float64, 0.0)
-    s.tape = context.get_constant_null(TAPE)
+    s.tape = context.get_constant_null(types.voidptr)
     return s._getvalue()
 
 
@@ -593,10 +633,12 @@ def _as_input(point, tape):  # noqa: ANN001
         def array(point, tape):  # noqa: ANN001, ANN202
             index = np.arange(point.size).reshape(point.shape)
             scale = np.ones(point.shape)
-            return make_adj_array(readonly(point), readonly(index), readonly(scale), tape)
+            return make_adj_array(
+                readonly(point), readonly(index), readonly(scale), tape_pointer(tape)
+            )
 
         return array
-    return lambda point, tape: make_adj(point[()], 0, 1.0, tape)
+    return lambda point, tape: make_adj(point[()], 0, 1.0, tape_pointer(tape))
 
 
 def out_value(y):  # noqa: ANN001, ANN201
