@@ -382,8 +382,18 @@ def _adj_args(argtypes: tuple[Any, ...]) -> bool:
     )
 
 
-def _typer(func_label: str, rule_of: Any, primal_fn: Any, nin: int):  # noqa: ANN202
+def _typer(func_label: str, rule_of: Any, primal_fn: Any, nin: int, elementwise: Any = None):  # noqa: ANN202, E501
+    """The overload of a scalar function on Adj arguments; with ``elementwise`` (the ufunc or
+    operator itself) also on AdjArrays, entry by entry through the scalar overload."""
+
     def select(*argtypes: Any) -> Any:
+        if elementwise is not None and _array_args(argtypes):
+            rule = rules.lookup(elementwise) if isinstance(elementwise, np.ufunc) else rule_of()
+            if rule is not None:
+                return _elementwise_impl(elementwise, argtypes)
+            if rules.is_zero_derivative(primal_fn):
+                return _on_values_impl(elementwise, argtypes)
+            return None
         if not _adj_args(argtypes):
             return None
         rule = rule_of()
@@ -396,6 +406,57 @@ def _typer(func_label: str, rule_of: Any, primal_fn: Any, nin: int):  # noqa: AN
     return scalars._with_arity(nin, select)
 
 
+def _array_args(argtypes: tuple[Any, ...]) -> bool:
+    return any(isinstance(t, AdjArrayType) for t in argtypes) and all(
+        isinstance(t, (AdjType, AdjArrayType, types.Array, *_REAL)) for t in argtypes
+    )
+
+
+_BROADCAST = (
+    "compiled reverse mode applies {} to adjoint arrays entry by entry, with arrays of one "
+    "shape or scalars; got arrays of {} dimensions. Broadcast by a loop, or use mode='forward'."
+)
+
+
+def _elementwise_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
+    """``fn`` over AdjArrays (with arrays of one shape and scalars) by the scalar overload at
+    each entry: the rule table's partials, one node per entry where two inputs are live."""
+    arrays = [i for i, t in enumerate(argtypes) if isinstance(t, (AdjArrayType, types.Array))]
+    if len({argtypes[i].ndim for i in arrays}) > 1:
+        scalars.refuse(_BROADCAST.format(label(fn), sorted({argtypes[i].ndim for i in arrays})))
+    first = next(i for i, t in enumerate(argtypes) if isinstance(t, AdjArrayType))
+    names = ", ".join(f"x{i}" for i in range(len(argtypes)))
+    reads = ", ".join(f"x{i}[idx]" if i in arrays else f"x{i}" for i in range(len(argtypes)))
+    body = [f"shape = x{first}.shape"]
+    for i in arrays:
+        body += [f"if x{i}.shape != shape:", "    raise ValueError('arrays of different shapes')"]
+    body += [
+        "value = np.empty(shape)",
+        "index = np.empty(shape, np.int64)",
+        "scale = np.empty(shape)",
+        "for idx in np.ndindex(shape):",
+        f"    r = fn({reads})",
+        "    value[idx] = r.value",
+        "    index[idx] = r.index",
+        "    scale[idx] = r.scale",
+        f"return make_adj_array(value, index, scale, x{first}.tape)",
+    ]
+    source = f"def impl({names}):\n" + "".join(f"    {line}\n" for line in body)
+    return generate(
+        source, label=f"adjoint array {label(fn)}", fn=fn, make_adj_array=make_adj_array
+    )
+
+
+def _on_values_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
+    """A function of zero derivative (a comparison, floor) on the values alone."""
+    reads = [
+        f"x{i}.value" if isinstance(t, (AdjType, AdjArrayType)) else f"x{i}"
+        for i, t in enumerate(argtypes)
+    ]
+    names = ", ".join(f"x{i}" for i in range(len(argtypes)))
+    return generate(f"def impl({names}):\n    return fn({', '.join(reads)})\n", fn=fn)
+
+
 def _value_only_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
     reads = [f"x{i}.value" if isinstance(t, AdjType) else f"x{i}" for i, t in enumerate(argtypes)]
     names = ", ".join(f"x{i}" for i in range(len(argtypes)))
@@ -404,6 +465,8 @@ def _value_only_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
 
 def _value_only(fn: Any, nin: int):  # noqa: ANN202
     def select(*argtypes: Any) -> Any:
+        if _array_args(argtypes):
+            return _on_values_impl(fn, argtypes)
         if not any(isinstance(t, AdjType) for t in argtypes):
             return None
         return _value_only_impl(fn, argtypes)
@@ -427,7 +490,7 @@ def _ufunc_typer(ufunc: np.ufunc):  # noqa: ANN202
             scalars.refuse(scalars._no_rule_message(label(ufunc)))
         return rule
 
-    return _typer(label(ufunc), rule_of, ufunc, ufunc.nin)
+    return _typer(label(ufunc), rule_of, ufunc, ufunc.nin, elementwise=ufunc)
 
 
 _registered: set[Any] = set()
@@ -456,7 +519,8 @@ def register_table() -> None:
         if isinstance(getattr(np, name), np.ufunc):
             _overload(getattr(np, name), _ufunc_typer(getattr(np, name)))
     for op, ufunc in scalars._OPERATORS.items():
-        _overload(op, _typer(label(ufunc), lambda u=ufunc: rules.lookup(u), op, ufunc.nin))
+        rule_of = lambda u=ufunc: rules.lookup(u)  # noqa: E731
+        _overload(op, _typer(label(ufunc), rule_of, op, ufunc.nin, elementwise=op))
     for name, ufunc in scalars._MATH.items():
         if hasattr(math, name):
             prim = ufunc if name in scalars._MATH_NOT_IN_NUMBA else getattr(math, name)
@@ -560,6 +624,11 @@ for _name in ("shape", "size", "ndim"):
     )
 
 
+@overload_attribute(AdjArrayType, "T")
+def _transpose(a):  # noqa: ANN001
+    return lambda a: make_adj_array(a.value.T, a.index.T, a.scale.T, a.tape)
+
+
 @overload_attribute(AdjArrayType, "dtype")
 def _dtype(a):  # noqa: ANN001
     return lambda a: adj_dtype(a.tape)
@@ -617,6 +686,78 @@ def _primal(x):  # noqa: ANN001
 
 overload_first(primal)(_primal)
 overload_first(stop_gradient)(_primal)
+
+
+def _sum_impl(a):  # noqa: ANN001, ANN202
+    s = make_adj(0.0, -1, 0.0, a.tape)
+    for idx in np.ndindex(a.shape):
+        s = s + a[idx]
+    return s
+
+
+@overload_first(np.sum)
+def _sum(a):  # noqa: ANN001
+    """The sum of all entries (one node per live entry); an axis is not recorded."""
+    return _sum_impl if isinstance(a, AdjArrayType) else None
+
+
+@overload_first(np.mean)
+def _mean(a):  # noqa: ANN001
+    if isinstance(a, AdjArrayType):
+        return lambda a: np.sum(a) / a.size
+    return None
+
+
+overload_method(AdjArrayType, "sum")(lambda a: _sum_impl)
+overload_method(AdjArrayType, "mean")(lambda a: lambda a: np.sum(a) / a.size)
+
+
+_MATMUL = "compiled reverse mode records dot and @ of 1-D and 2-D arrays; got {} and {} dimensions"
+
+
+def _product(a, b):  # noqa: ANN001, ANN202
+    """``np.dot(a, b)`` / ``a @ b`` with an AdjArray among 1-D or 2-D operands, by the scalar
+    overloads: each product scales its live factor, each sum of two live terms is one node."""
+    if not _array_args((a, b)):
+        return None
+    if a.ndim not in (1, 2) or b.ndim not in (1, 2):
+        scalars.refuse(_MATMUL.format(a.ndim, b.ndim))
+    tape = "a.tape" if isinstance(a, AdjArrayType) else "b.tape"
+    row = "i, k" if a.ndim == 2 else "k"
+    col = "k, j" if b.ndim == 2 else "k"
+    out = {(1, 1): "()", (2, 1): "(m,)", (1, 2): "(p,)", (2, 2): "(m, p)"}[a.ndim, b.ndim]
+    at = {(1, 1): "", (2, 1): "i", (1, 2): "j", (2, 2): "i, j"}[a.ndim, b.ndim]
+    lines = [
+        f"inner = a.shape[{a.ndim - 1}]",
+        "if b.shape[0] != inner:",
+        "    raise ValueError('dot: shapes not aligned')",
+        f"m = a.shape[0] if {a.ndim} == 2 else 1",
+        f"p = b.shape[1] if {b.ndim} == 2 else 1",
+        f"value = np.empty({out})",
+        f"index = np.empty({out}, np.int64)",
+        f"scale = np.empty({out})",
+        "for i in range(m):",
+        "    for j in range(p):",
+        f"        s = make_adj(0.0, -1, 0.0, {tape})",
+        "        for k in range(inner):",
+        f"            s = s + a[{row}] * b[{col}]",
+    ]
+    if out == "()":
+        lines.append("        return s")
+        lines.append(f"return make_adj(0.0, -1, 0.0, {tape})")
+    else:
+        lines += [
+            f"        value[{at}] = s.value",
+            f"        index[{at}] = s.index",
+            f"        scale[{at}] = s.scale",
+            f"return make_adj_array(value, index, scale, {tape})",
+        ]
+    source = "def impl(a, b):\n" + "".join(f"    {line}\n" for line in lines)
+    return generate(source, label="adjoint dot", make_adj=make_adj, make_adj_array=make_adj_array)
+
+
+overload_first(np.dot)(_product)
+overload_first(operator.matmul)(_product)
 
 
 # --- drivers -------------------------------------------------------------------------------------
@@ -816,8 +957,9 @@ def run(f: Any, kind: str, point: np.ndarray, *args: Any) -> Any:
         raise NotRecordable(
             f"{message}\n\ndualad: compiled reverse mode cannot record "
             f"{getattr(f, '__name__', 'f')}: it stopped at {summary(message)}{_where(message)}. "
-            "It records scalar code (loops over x[i], math and scalar NumPy functions); use "
-            "mode='forward', or engine='numpy' for whole-array NumPy calls."
+            "It records loops over x[i], math and NumPy functions of numbers, and on arrays "
+            "ufuncs, operators, slices, sum, mean, dot and @; use mode='forward', or "
+            "engine='numpy' for other whole-array NumPy calls."
         ) from None
 
 
