@@ -1,22 +1,27 @@
 """Compiled reverse mode: adjoint numbers on a tape inside Numba nopython code.
 
-An ``Adj`` is a struct of a float64 value, the int64 index of its variable on the tape (-1 for a
-constant: a float widened to an Adj) and the tape itself.  Each operation on an Adj computes the
-value, evaluates the rule's local partials (the same compiled partials as the forward overloads,
-:func:`dualad.numba.scalars._compiled_partial`) and records one tape node: the indices of at
-most two parent variables and the two local partials.  Variable ``k`` of the tape is input ``k``
-for ``k < n`` and node ``k - n`` otherwise, so the nodes are in evaluation order and the backward
+An ``Adj`` is a float64 value and ``scale * variable[index]`` (index -1: a constant, a float
+widened to an Adj), with a raw pointer to the call's tape.  Variable ``k`` of the tape is input
+``k`` for ``k < n`` and node ``k - n`` otherwise.  Each operation computes the value and the
+rule's local partials (the same compiled partials as the forward overloads,
+:func:`dualad.numba.scalars._compiled_partial`); a one-input operation only multiplies the scale
+(no node), a two-input one records a node ``c_a * a + c_b * b`` when both inputs are live and
+distinct (:func:`link`).  A zero scale makes a constant, so a zero derivative stays zero through
+an infinite local partial, as in forward mode.  The nodes are in evaluation order and the backward
 sweep is one reverse loop: ``adj[parent] += partial * adj[node]``.
 
-An ``AdjArray`` is a value array, an index array of the same shape and the tape: indexing reads
-both, writes store both, so a local array from ``np.empty_like(x)`` holds adjoint numbers.  The
-input's two arrays are typed read-only, so a write into the input is refused at compile time.
+An ``AdjArray`` is a value array, an index array and a scale array of one shape: indexing reads
+all three, writes store all three, so a local array from ``np.empty_like(x)`` holds adjoint
+numbers; ufuncs and operators apply the scalar overloads entry by entry, and sum, mean, dot and
+``@`` are loops of them.  The input's arrays are typed read-only, so a write into the input is
+refused at compile time.
 
-The tape is a jitclass made by the driver for one call: no tape outlives its call (the vjp's
-pullback holds its own), and calls from many threads never share one.  An Adj borrows its tape
-(no reference count per operation): the driver's own reference keeps it alive.  A node costs 32
-bytes (two parent indices and two partials, as float64), its adjoint 8 more; the node array
-doubles when full.
+The tape is a jitclass made by the driver for one call (no tape outlives its call; the vjp's
+pullback holds its own) over arrays lent by the calling thread's :class:`Workspace`.  An Adj
+holds only the tape's data pointer (no reference count per operation): the driver's own
+reference keeps it alive, and :func:`record` writes the node with a few LLVM stores.  A node
+costs 32 bytes (two int64 parents, two float64 partials), its adjoint 8 more; the node arrays
+double when full.
 """
 
 from __future__ import annotations
