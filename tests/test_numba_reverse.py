@@ -327,3 +327,22 @@ def broadcasts_a_column(x):
 def test_broadcasting_between_dimensions_is_a_clear_error():
     with pytest.raises(da.DualError, match=r"entry by entry.*one shape.*line \d+"):
         da.gradient(broadcasts_a_column, np.array([1.0, 2.0]), mode="reverse", engine="numba")
+
+
+@numba.njit
+def scaled_outputs(x):
+    y = np.empty(3, dtype=x.dtype)
+    y[0] = 3.0 * x[0]  # outputs that are scaled inputs, no tape node, two of one input
+    y[1] = -5.0 * x[0]
+    y[2] = np.sin(x[1]) * 2.0
+    return y
+
+
+def test_vjp_and_jacobian_of_outputs_that_are_scaled_inputs():
+    x = np.array([0.3, -1.2])
+    expected = np.array([[3.0, 0.0], [-5.0, 0.0], [0.0, 2.0 * np.cos(x[1])]])
+    assert_close(da.jacobian(scaled_outputs, x, mode="forward"), expected, rtol=1e-15)
+    assert_close(da.jacobian(scaled_outputs, x, mode="reverse"), expected, rtol=1e-15)
+    _, pullback = da.vjp(scaled_outputs, x)
+    w = np.array([0.5, 2.0, -1.0])
+    assert_close(pullback(w), w @ expected, rtol=1e-15)
