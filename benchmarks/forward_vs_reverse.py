@@ -543,18 +543,29 @@ def grid(n_max: int, quick: bool = False) -> list[int]:
     return [n for n in (QUICK_GRID if quick else FULL_GRID) if n <= n_max]
 
 
-def find_crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> dict:
+#: The pairs of dualad's own forward and reverse engines whose crossover is printed.
+OURS = {
+    "numpy": (("dualad-fwd", "dualad-rev"), "dualad, NumPy engine"),
+    "numba": (("dualad-fwd-numba", "dualad-rev-numba"), "dualad, compiled"),
+}
+
+
+def find_crossover(
+    rows: list[dict[str, Any]], family: str, ours_only: bool = False, engine: str = "numpy"
+) -> dict:
     """The smallest n from which the best reverse engine beats the best forward engine, and
     from which n on the two interquartile ranges of the repeats are apart (its confidence).
 
-    ``ours_only`` compares dualad's NumPy-engine forward and reverse modes alone: the same
-    primitives both ways, and the line auto mode's threshold is read off.  With fewer than
-    ``MIN_CROSSOVER_REPEATS`` repeats (quick mode) no crossover is claimed.
+    ``ours_only`` compares dualad's forward and reverse modes alone on one ``engine``
+    ("numpy" or "numba", see ``OURS``): the same primitives both ways, and the lines auto
+    mode's thresholds are read off.  With fewer than ``MIN_CROSSOVER_REPEATS`` repeats (quick
+    mode) no crossover is claimed.
     """
     best: dict[str, dict[int, dict[str, Any]]] = {"forward": {}, "reverse": {}}
-    found: dict[str, Any] = {"who": "dualad, NumPy engine" if ours_only else "all engines"}
+    pair, who = OURS[engine]
+    found: dict[str, Any] = {"who": who if ours_only else "all engines"}
     for r in rows:
-        if ours_only and r["engine"] not in ("dualad-fwd", "dualad-rev"):
+        if ours_only and r["engine"] not in pair:
             continue
         if r["family"] == family and r["status"] == "ok" and r["mode"] in best:
             table = best[r["mode"]]
@@ -596,9 +607,11 @@ def _spread(row: dict[str, Any]) -> str:
     return f"{fmt(row['median_s'])} [{fmt(row['q25_s'])}-{fmt(row['q75_s'])}]"
 
 
-def crossover(rows: list[dict[str, Any]], family: str, ours_only: bool = False) -> str:
+def crossover(
+    rows: list[dict[str, Any]], family: str, ours_only: bool = False, engine: str = "numpy"
+) -> str:
     """``find_crossover``'s answer as the line the report prints."""
-    c = find_crossover(rows, family, ours_only)
+    c = find_crossover(rows, family, ours_only, engine)
     head = f"{family} ({c['who']})"
     if c["kind"] == "no reverse":
         return f"{head}: no crossover in range (no reverse engine ran)"
@@ -691,6 +704,14 @@ def print_table(rows: list[dict[str, Any]], families: Sequence[str], ns: Sequenc
             print(line)
 
 
+def has_loop_form(rows: list[dict[str, Any]], family: str) -> bool:
+    """Whether compiled reverse mode ran, or was meant to run, on the family's loop form."""
+    return any(
+        r["family"] == family and r["engine"] == "dualad-rev-numba" and r["status"] == "ok"
+        for r in rows
+    )
+
+
 def report(
     rows: list[dict[str, Any]], families: Sequence[str], ns: Sequence[int], memory: Any
 ) -> None:
@@ -699,6 +720,8 @@ def report(
     print()
     for name in families:
         print(crossover(rows, name, ours_only=True))
+        if has_loop_form(rows, name):
+            print(crossover(rows, name, ours_only=True, engine="numba"))
         print(crossover(rows, name))
     if memory:
         print(

@@ -59,7 +59,9 @@ def test_quick_run_writes_consistent_results(tmp_path, capsys):
     assert by_engine["dualad-rev"] == {"ok"}  # checked against forward mode before timing
 
     crossover_lines = [line for line in printed.splitlines() if "crossover" in line]
-    assert len(crossover_lines) == 2 * len(families)  # dualad's own, and all engines'
+    compiled = {f for f in families if bench.has_loop_form(json_rows, f)}
+    # dualad's own NumPy engine's, its compiled engine's (a loop form ran), and all engines'
+    assert len(crossover_lines) == 2 * len(families) + len(compiled)
     memory = json.loads((out / "results.json").read_text())["meta"]["gradient_memory"]
     assert memory["n"] == 1000 and memory["peak_mb"] > memory["after_mb"] > 0
     try:
@@ -75,7 +77,7 @@ def _rows(times):
     """Rows of dualad-fwd/dualad-rev with (median, q25, q75, repeats) per (engine, n)."""
     rows = []
     for (engine, n), (median, q25, q75, repeats) in times.items():
-        mode = "forward" if engine == "dualad-fwd" else "reverse"
+        mode = "forward" if engine.startswith("dualad-fwd") else "reverse"
         rows.append(
             {"family": "toy", "engine": engine, "mode": mode, "n": n, "status": "ok",
              "median_s": median, "q25_s": q25, "q75_s": q75, "repeats": repeats}
@@ -101,6 +103,14 @@ def test_crossover_is_claimed_only_with_enough_repeats_and_says_its_confidence()
     assert "not measured in quick mode" in line and "crossover at" not in line, line
     flipped = {**clear, ("dualad-rev", 100): (6.0, 5.9, 6.1, 7)}  # forward wins at the end
     assert "no crossover" in bench.crossover(_rows(flipped), "toy", ours_only=True)
+    # the compiled engines' own crossover reads only their rows (here reverse never wins)
+    compiled = {(f"{engine}-numba", n): (1.0, 0.9, 1.1, 7) for engine, n in clear}
+    compiled[("dualad-fwd-numba", 100)] = (0.5, 0.4, 0.6, 7)
+    line = bench.crossover(_rows({**clear, **compiled}), "toy", ours_only=True, engine="numba")
+    assert "(dualad, compiled): no crossover" in line, line
+    assert bench.has_loop_form(_rows(compiled), "toy") and not bench.has_loop_form(
+        _rows(clear), "toy"
+    )
 
 
 def test_engine_predicted_too_slow_is_skipped_before_it_runs():

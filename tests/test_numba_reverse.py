@@ -6,6 +6,7 @@ central differences of the float function (which can disagree with both).  Each 
 recorded once per process (a Numba compilation each), so the tests share the module's functions.
 """
 
+import math
 import threading
 import warnings
 
@@ -143,14 +144,32 @@ def test_infinite_local_derivative_times_a_zero_adjoint_stays_zero():
 
 
 @numba.njit
+def sqrt_of_zero_times_x(x):
+    s = np.sqrt(0.0 * x[0]) + np.sqrt(x[1] - x[1])  # a zero derivative through d sqrt(0) = inf
+    t = 0.0 * x[0] + 0.0 * x[1]
+    return s + math.sqrt(t * t) + x[1]
+
+
+def test_zero_derivative_through_an_infinite_partial_is_zero_as_in_forward_mode():
+    x = np.array([1.5, -2.0])
+    forward = da.gradient(sqrt_of_zero_times_x, x, mode="forward")
+    np.testing.assert_array_equal(forward, [0.0, 1.0])
+    np.testing.assert_array_equal(da.gradient(sqrt_of_zero_times_x, x, mode="reverse"), forward)
+    value, jac = da.value_and_jacobian(sqrt_of_zero_times_x, x, mode="reverse")
+    np.testing.assert_array_equal(jac, forward)
+    _, pullback = da.vjp(sqrt_of_zero_times_x, x)
+    np.testing.assert_array_equal(pullback(np.float64(2.0)), 2.0 * forward)
+
+
+@numba.njit
 def writes_into_its_input(x):
     x[0] = 1.0
     return x[1] * x[0]
 
 
 @numba.njit
-def calls_np_sum(x):
-    return np.sum(x)
+def calls_np_cumsum(x):
+    return np.cumsum(x)[-1]
 
 
 def test_writing_into_the_input_is_a_clear_error_naming_the_line():
@@ -162,11 +181,11 @@ def test_an_unsupported_call_is_a_clear_error_and_auto_falls_back_to_forward():
     x = np.arange(130.0)
     with pytest.warns(UserWarning) as record:
         warnings.simplefilter("always")
-        g = da.gradient(calls_np_sum, x)  # compiled forward cannot either: the NumPy engine
+        g = da.gradient(calls_np_cumsum, x)  # whichever forward engine takes it
     assert any("compiled reverse mode cannot record" in str(w.message) for w in record)
     np.testing.assert_array_equal(g, np.ones(130))
-    with pytest.raises(adjoint.NotRecordable, match=r"cannot record calls_np_sum.*line \d+"):
-        da.gradient(calls_np_sum, x, mode="reverse", engine="numba")
+    with pytest.raises(adjoint.NotRecordable, match=r"cannot record calls_np_cumsum.*line \d+"):
+        da.gradient(calls_np_cumsum, x, mode="reverse", engine="numba")
 
 
 def test_auto_mode_takes_compiled_reverse_for_many_inputs(monkeypatch):
@@ -203,17 +222,21 @@ def test_a_million_iterations_stay_within_the_documented_tape_bound():
     before = stats()
     value, outs, tape = adjoint.run(long_loop, "record", x, iterations)
     nodes = tape.n
-    assert nodes <= 3 * iterations  # a product and a sum per iteration, and the modulo reads
+    assert nodes <= 2 * iterations  # a product and a sum per iteration
     bound = adjoint.BYTES_PER_NODE * 2 * nodes + 1  # the arrays at most double past their fill
     assert tape.nbytes() <= bound
-    del tape, outs
+    del tape, outs, value
     g = da.gradient(long_loop, x, mode="reverse", args=(iterations,))
-    after = stats()
-    nrt._nrt.memsys_disable_stats()
-    assert after.alloc - after.free <= before.alloc - before.free + 8  # the tapes were freed
+    kept = adjoint.workspace.arrays  # this thread's workspace keeps at most WORKSPACE_BYTES
+    assert kept is None or sum(a.nbytes for a in kept) <= adjoint.WORKSPACE_BYTES
     n, k = x.size, np.arange(iterations)
     expected = np.bincount(k % n, x[(k + 1) % n], n) + np.bincount((k + 1) % n, x[k % n], n)
     assert_close(g, expected, rtol=1e-9)
+    del kept, g
+    adjoint.workspace.clear()
+    after = stats()
+    nrt._nrt.memsys_disable_stats()
+    assert after.alloc - after.free <= before.alloc - before.free  # the tapes were freed
 
 
 def test_eight_threads_each_own_their_tape():
@@ -233,3 +256,93 @@ def test_eight_threads_each_own_their_tape():
         t.join()
     for got, want in zip(results, expected, strict=True):
         assert_close(got, want, rtol=1e-12)
+
+
+# --- whole-array expressions on adjoint arrays ---------------------------------------------------
+
+
+@numba.njit
+def rosenbrock_vectorised(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+@numba.njit
+def ufuncs_and_reductions(x):
+    y = np.sin(x) * np.exp(-x) + np.sqrt(x * x + 1.0)
+    return np.mean(y) + np.dot(x, y) + (np.tanh(x) / (2.0 + np.cos(x))).sum() - x.mean()
+
+
+@numba.njit
+def logistic_vectorised(w, a, y):
+    return np.sum(np.log1p(np.exp(-y * (a @ w)))) / a.shape[0]
+
+
+@numba.njit
+def matrix_products(x):
+    m = np.empty((2, 3), dtype=x.dtype)
+    for i in range(2):
+        for j in range(3):
+            m[i, j] = x[i] * x[j + 1] + 1.0
+    v = m @ x[:3]  # (2, 3) @ (3,)
+    return m.T @ v + np.dot(x[1:3], m) * np.dot(m, m.T)[0, 1]
+
+
+@numba.njit
+def elementwise_vector_output(x, c):
+    z = np.where(x > 0.0, 1.0, 2.0)  # a comparison on the values only
+    return c * np.log1p(x * x) - x[::-1] * z + np.abs(x) ** 1.5
+
+
+ARRAY_PROBLEMS = [
+    ("rosenbrock_vectorised", rosenbrock_vectorised, RNG.normal(size=7), ()),
+    ("ufuncs_and_reductions", ufuncs_and_reductions, RNG.normal(size=5), ()),
+    (
+        "logistic_vectorised",
+        logistic_vectorised,
+        RNG.normal(size=6),
+        (RNG.normal(size=(4, 6)), np.array([1.0, -1.0, -1.0, 1.0])),
+    ),
+    ("matrix_products", matrix_products, RNG.normal(size=4), ()),
+    ("elementwise_vector_output", elementwise_vector_output, RNG.normal(size=5), (0.7,)),
+]
+
+
+@pytest.mark.parametrize("problem", ARRAY_PROBLEMS, ids=[p[0] for p in ARRAY_PROBLEMS])
+def test_array_expressions_match_forward_and_central_differences(problem):
+    _, f, x, args = problem
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recorded by compiled reverse mode, no fallback
+        value, jac = da.value_and_jacobian(f, x, mode="reverse", args=args, engine="numba")
+    fvalue, fjac = da.value_and_jacobian(f, x, mode="forward", args=args)
+    np.testing.assert_allclose(value, fvalue, rtol=1e-14)
+    assert_close(jac, fjac, rtol=1e-12)
+    assert_close(jac, central_differences(f, x, args), rtol=1e-5)
+
+
+@numba.njit
+def broadcasts_a_column(x):
+    return np.sum(x[:2] * np.ones((3, 2)))
+
+
+def test_broadcasting_between_dimensions_is_a_clear_error():
+    with pytest.raises(da.DualError, match=r"entry by entry.*one shape.*line \d+"):
+        da.gradient(broadcasts_a_column, np.array([1.0, 2.0]), mode="reverse", engine="numba")
+
+
+@numba.njit
+def scaled_outputs(x):
+    y = np.empty(3, dtype=x.dtype)
+    y[0] = 3.0 * x[0]  # outputs that are scaled inputs, no tape node, two of one input
+    y[1] = -5.0 * x[0]
+    y[2] = np.sin(x[1]) * 2.0
+    return y
+
+
+def test_vjp_and_jacobian_of_outputs_that_are_scaled_inputs():
+    x = np.array([0.3, -1.2])
+    expected = np.array([[3.0, 0.0], [-5.0, 0.0], [0.0, 2.0 * np.cos(x[1])]])
+    assert_close(da.jacobian(scaled_outputs, x, mode="forward"), expected, rtol=1e-15)
+    assert_close(da.jacobian(scaled_outputs, x, mode="reverse"), expected, rtol=1e-15)
+    _, pullback = da.vjp(scaled_outputs, x)
+    w = np.array([0.5, 2.0, -1.0])
+    assert_close(pullback(w), w @ expected, rtol=1e-15)

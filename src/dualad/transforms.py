@@ -504,7 +504,7 @@ _ready_jacobians: dict[Any, tuple[tuple[int, ...], Any]] = {}
 
 #: ``mode="auto"`` takes a compiled function's Jacobian by compiled reverse mode from this many
 #: inputs on, when it has at most one output per ``AUTO_INPUTS_PER_OUTPUT`` inputs (README).
-AUTO_COMPILED_REVERSE_MIN_INPUTS = 128
+AUTO_COMPILED_REVERSE_MIN_INPUTS = 64
 
 
 def _check_compilable(f: Any) -> None:
