@@ -550,15 +550,20 @@ def compile_only(case: str, n: int, primal_first: bool, with_jax: bool) -> None:
         calls = {"primal": lambda: f(u, s), "ours": lambda: da.jvp(f, u, v, args=(s,))}
     else:
         x, args = inputs(case, n)
-        calls = {"primal": lambda: f(x, *args), "ours": lambda: da.jacobian(f, x, args=args)}
+        # forward mode, as the row says: mode="auto" takes compiled reverse from 128 inputs on
+        calls = {
+            "primal": lambda: f(x, *args),
+            "ours": lambda: da.jacobian(f, x, args=args, mode="forward"),
+        }
     primal, call = calls["primal"], calls["ours"]
     if primal_first:
         start = time.perf_counter()
         primal()
         out["primal_first"] = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ours = call()
     out["first"] = time.perf_counter() - start
+    out["first_cpu"] = time.process_time() - cpu  # under load the wall time is mostly waiting
     start = time.perf_counter()
     call()
     out["second"] = time.perf_counter() - start
@@ -613,6 +618,11 @@ def run_compile_subprocess(
 def _median_of(runs: list[dict], key: str) -> float | None:
     values = [r[key] for r in runs if key in r]
     return statistics.median(values) if values else None
+
+
+def met_at(goal: str) -> float:
+    """The seconds in a goal such as ``ours <= 2 s``."""
+    return float(goal.split("<=")[1].split()[0])
 
 
 def bench_compile(opts: argparse.Namespace, jax: Any, table: Table) -> None:
@@ -672,6 +682,16 @@ def bench_compile(opts: argparse.Namespace, jax: Any, table: Table) -> None:
             else:
                 goal, met = "ours <= 3 s", first <= 3.0
             table.add(label, first, peer, None, goal, met)
+            cpu = _median_of(runs, "first_cpu")
+            if cpu is not None:
+                table.add(
+                    f"  its CPU time, user + sys ({name})",
+                    cpu,
+                    "-",
+                    None,
+                    goal,
+                    cpu <= met_at(goal),
+                )
             table.add(f"  then second call ({name})", second)
             for r in runs[:1]:
                 detail = ", ".join(f"{k[1]} K={k[2]} {k[3]:.2f} s" for k in r["compile_times"])
@@ -731,9 +751,17 @@ def bench_hessian(problems: dict[str, Any], jax: Any, opts: argparse.Namespace, 
             xj, vj = jax.device_put(x), jax.device_put(v)
             return lambda: hvp(xj, vj).block_until_ready()
 
+        def make_vectorised():
+            hess = jax.jit(jax.hessian(jax_problems(jax.numpy)["rosenbrock"]))
+            xj = jax.device_put(x)
+            return lambda: hess(xj).block_until_ready()
+
         peer = checked_peer("jax.jit(hessian)", make, ours, table, case)
         if peer is not None:
             calls["jax"] = peer
+        peer = checked_peer("jax.jit(hessian) vectorised", make_vectorised, ours, table, case)
+        if peer is not None:
+            calls["jax vectorised"] = peer
         peer = checked_peer("jax.jit(jvp of grad)", make_hvp, ours_hvp, table, case + " HVP")
         if peer is not None:
             calls["jax hvp"] = peer
@@ -748,6 +776,17 @@ def bench_hessian(problems: dict[str, Any], jax: Any, opts: argparse.Namespace, 
         )
     else:
         table.add(label, t["da"], "jax: not timed" if jax else "jax: skipped")
+    if "jax vectorised" in t:
+        ratio = t["jax vectorised"] / t["da"]
+        peer = f"jax.jit(hessian), vectorised f {fmt(t['jax vectorised'])}"
+        table.add(
+            f"{case}: da.hessian vs JAX on np.sum form",
+            t["da"],
+            peer,
+            ratio,
+            "jax/ours >= 5",
+            ratio >= 5,
+        )
     table.add(
         f"{case}: da.hessian engine='numpy'",
         t["numpy"],

@@ -162,7 +162,10 @@ def _make_driver(f: Callable[..., Any], kind: str, K: Any) -> Any:
         if kind == "value_and_jacobian":
             made = drivers.make_value_and_jacobian(for_duals(f), (0.0,) * K)
         elif kind == "jacobian":
-            made = drivers.make_jacobian(driver(f, "value_and_jacobian", K))
+            # the value-and-Jacobian driver, its value dropped in Python: a compiled wrapper would
+            # optimise and emit the whole program's machine code a second time (~0.5 s per f)
+            _drivers[key] = drivers.second_of(driver(f, "value_and_jacobian", K))
+            return _drivers[key]
         elif kind == "jvp":
             made = drivers.make_jvp(for_duals(f), (0.0,) * K)
         elif kind == "hessian":

@@ -139,7 +139,16 @@ def _as_input(point, directions, k_marker):  # noqa: ANN001
     )
 
 
-@numba.njit
+def _cached(fn):  # noqa: ANN001, ANN202
+    """``numba.njit(cache=True)``: a helper of every driver, loaded from Numba's own disk cache
+    in a later process (compiled per process where Numba finds no writable cache place)."""
+    try:
+        return numba.njit(cache=True)(fn)
+    except RuntimeError:  # no cache locator: a read-only install without a user cache dir
+        return numba.njit(fn)
+
+
+@_cached
 def set_seed(flat, start, width, one):  # noqa: ANN001, ANN201
     """Directions ``start ... start + width - 1`` of the seed set to ``one`` (1, or 0 to clear)."""
     for k in range(width):
@@ -182,13 +191,18 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
     return value_and_jacobian
 
 
-def make_jacobian(value_and_jacobian):  # noqa: ANN001, ANN201
-    """The driver ``(x, *args) -> J``: one array to hand back to Python instead of two."""
+def second_of(value_and_jacobian):  # noqa: ANN001, ANN201
+    """The driver ``(x, *args) -> J``: the value-and-Jacobian driver with its value dropped.
 
-    @numba.njit
+    In Python rather than compiled: a compiled wrapper costs a second optimisation and machine
+    code emission of the whole program (f, the driver and every overload it links), about half
+    a second per function, to save a fraction of a microsecond per call.
+    """
+
     def jacobian(x, *args):  # noqa: ANN001, ANN202
         return value_and_jacobian(x, *args)[1]
 
+    jacobian.driver = value_and_jacobian
     return jacobian
 
 

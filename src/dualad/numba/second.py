@@ -151,20 +151,17 @@ _NOT_SCALAR = (
 @overload_first(store_block)
 def _store_block(y, out, i0, wi, j0, wj, mirror):  # noqa: ANN001
     if _nested_scalar(y):
-        K1, K2 = y.K, y.base.K
-        lines = []
-        for k in range(K1):
-            lines.append(f"    if {k} < wi:")
-            lines.append(f"        q = y.partials[{k}].partials")
-            for m in range(K2):
-                lines.append(f"        if {m} < wj:")
-                lines.append(f"            out[i0 + {k}, j0 + {m}] = q[{m}]")
-                lines.append(f"            if mirror and j0 + {m} > i0 + {k}:")
-                lines.append(f"                out[j0 + {m}, i0 + {k}] = q[{m}]")
-        return generate(
-            "def impl(y, out, i0, wi, j0, wj, mirror):\n" + "\n".join(lines) + "\n",
-            label="second-order store",
-        )
+        # Loops with the tuples indexed at run time: the unrolled form (K1 x K2 guarded stores)
+        # took most of a second to compile at K = 4.
+        def store_nested(y, out, i0, wi, j0, wj, mirror):  # noqa: ANN001, ANN202
+            for k in range(wi):
+                q = y.partials[k].partials
+                for m in range(wj):
+                    out[i0 + k, j0 + m] = q[m]
+                    if mirror and j0 + m > i0 + k:
+                        out[j0 + m, i0 + k] = q[m]
+
+        return store_nested
     if isinstance(y, (types.Float, types.Integer, types.Boolean)):
         return lambda y, out, i0, wi, j0, wj, mirror: None  # constant f: zero Hessian
     if isinstance(y, (types.Array, types.BaseTuple)) or (
