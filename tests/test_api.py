@@ -181,16 +181,20 @@ def test_default_chunking_is_one_pass_while_it_fits():
 
 
 def test_jvp_one_and_many_directions():
-    x = RNG.normal(size=3)
+    # its own generator: the module's RNG gave points depending on xdist's test order, and an
+    # entry of J v that cancels to near zero has no relative accuracy (hence atol too)
+    rng = np.random.default_rng(183)
+    x = rng.normal(size=3)
     jac = lorenz_jac(x)
-    v = RNG.normal(size=3)
+    v = rng.normal(size=3)
     value, jv = da.jvp(lorenz, x, v)
     np.testing.assert_allclose(value, lorenz(x))
-    np.testing.assert_allclose(jv, jac @ v, rtol=1e-14)
-    vs = RNG.normal(size=(3, 5))
+    scale = np.abs(jac).max() * np.abs(v).max()
+    np.testing.assert_allclose(jv, jac @ v, rtol=1e-14, atol=1e-14 * scale)
+    vs = rng.normal(size=(3, 5))
     _, jvs = da.jvp(lorenz, x, vs)
     assert jvs.shape == (3, 5)
-    np.testing.assert_allclose(jvs, jac @ vs, rtol=1e-13)
+    np.testing.assert_allclose(jvs, jac @ vs, rtol=1e-13, atol=1e-14 * scale)
 
 
 def test_args_are_passed_through_and_not_differentiated():
