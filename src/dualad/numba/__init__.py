@@ -109,7 +109,9 @@ def _where(message: str) -> str:
     """The first source location outside dualad that Numba's message names (the user's line)."""
     for path, line in _LOCATION.findall(message):
         generated = path.startswith("<")  # dualad's generated overloads
-        if not generated and "dualad" not in path.replace("\\", "/").split("/")[-3:-1]:
+        parts = path.replace("\\", "/").split("/")
+        driver = len(parts) > 1 and parts[-2].startswith("drivers-")  # a cached driver's source
+        if not generated and not driver and "dualad" not in parts[-3:-1]:
             return f" (at {path}, line {line})"
     return ""
 
