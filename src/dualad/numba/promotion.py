@@ -6,7 +6,8 @@ refuses that).  :func:`promote` rewrites such a function's own source once: each
 ``np.empty``/``zeros``/``ones``/``full``/``eye``/``identity`` call, and each ``np.zeros_like``
 (``empty_like``, ``ones_like``, ``full_like``) of a float array, becomes an allocation that
 follows the function's first argument, Duals when it holds Duals and float64 otherwise, as
-``np.zeros(n, dtype=x.dtype)`` does.  Nothing else changes, and the rewritten function computes the same floats.
+``np.zeros(n, dtype=x.dtype)`` does.  Nothing else changes, and the rewritten function computes
+the same floats.
 """
 
 from __future__ import annotations
