@@ -32,6 +32,7 @@ from . import (  # noqa: F401 - each registers its overloads on import
     cache,
     drivers,
     helpers,
+    linalg,
     reductions,
     scalars,
     second,
