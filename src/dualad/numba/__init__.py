@@ -117,6 +117,23 @@ def _where(message: str) -> str:
     return ""
 
 
+def _typed_at(exc: BaseException) -> str:
+    """The user's line Numba was typing when ``exc`` escaped it without a location (its in-place
+    operator template crashes after dualad refused an operand): the innermost ``loc`` of the
+    typing frames in the traceback."""
+    from numba.core import ir
+
+    places = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names = tb.tb_frame.f_locals
+        loc = names.get("loc", getattr(names.get("self"), "loc", None))
+        if isinstance(loc, ir.Loc) and loc.filename:
+            places.append(f'File "{loc.filename}", line {loc.line}:')
+        tb = tb.tb_next
+    return _where("\n".join(reversed(places)))
+
+
 class NotCompilable(errors.TypingError):
     """Numba could not compile the function for Dual inputs, for a reason that is not dualad's."""
 
@@ -236,7 +253,7 @@ def _call(
         message = str(exc)
         problem = scalars.take_problem(message)
         if problem is not None:
-            raise DualError(problem + _where(message)) from None
+            raise DualError(problem + (_where(message) or _typed_at(exc))) from None
         if arguments and kind not in SECOND_ORDER_KINDS:  # a Hessian's failure is its own
             failed[getattr(f, "py_func", f), np.ndim(arguments[0])] = message
         raise NotCompilable(

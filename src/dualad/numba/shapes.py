@@ -301,3 +301,28 @@ def _interp(x, xp, fp):  # noqa: ANN001
         "    return out\n",
         _interp_one=_interp_one,
     )
+
+
+@overload_first(np.asarray)
+def _asarray(a, dtype=None):  # noqa: ANN001
+    """``np.asarray(x)`` at the top of a library function: the DualArray itself."""
+    if not isinstance(a, DualArrayType):
+        return None
+    if not (_is_float64_or_none(dtype)):
+        refuse("np.asarray of a DualArray with a dtype other than float64 would drop derivatives")
+    return lambda a, dtype=None: a
+
+
+@overload_method(DualArrayType, "astype")
+def _astype(a, dtype):  # noqa: ANN001
+    if not _is_float64_or_none(dtype):
+        refuse(".astype of a DualArray to a dtype other than float64 would drop its derivative")
+    return lambda a, dtype: a.copy()
+
+
+def _is_float64_or_none(dtype: Any) -> bool:
+    if dtype is None or isinstance(dtype, (types.NoneType, types.Omitted)):
+        return True
+    if isinstance(dtype, types.NumberClass):
+        return dtype.instance_type == types.float64
+    return isinstance(dtype, types.DTypeSpec) and dtype.dtype == types.float64
