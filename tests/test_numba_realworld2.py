@@ -162,3 +162,22 @@ def _interp_knots(x):
 def test_interp_with_dual_sample_points_is_refused_clearly():
     with pytest.raises(da.DualError, match=r"np\.interp with Duals in xp .*line \d+"):
         da.jacobian(_interp_knots, np.array([0.0, 0.4, 1.0]), engine="numba")
+
+
+@numba.njit
+def _array_float64(x):
+    return np.array([x[0] * x[1], x[1]], dtype=np.float64)
+
+
+@numba.njit
+def _array_float32(x):
+    return np.array([x[0] * x[1], x[1]], dtype=np.float32)
+
+
+def test_np_array_of_duals_takes_float64_and_refuses_a_narrower_dtype():
+    x = np.array([2.0, 3.0])
+    np.testing.assert_array_equal(
+        da.jacobian(_array_float64, x, engine="numba"), [[3.0, 2.0], [0.0, 1.0]]
+    )
+    with pytest.raises(da.DualError, match=r"dtype other than float64 .*line \d+"):
+        da.jacobian(_array_float32, x, engine="numba")

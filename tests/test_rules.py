@@ -318,6 +318,12 @@ DOMAINS: dict[Any, Domain] = {
         _log_abs_gamma,
         MP.digamma,
     ),
+    sp.gamma: Domain(
+        [-2.5, -1.5, -0.5, 1e-3, 0.1, 0.5, 1.0, 1.4616321449683622, 2.0, 3.3, 10.0, 100.0]
+        + [170.5],
+        MP.gamma,
+        lambda x: MP.gamma(x) * MP.digamma(x),
+    ),
     sp.digamma: Domain(
         [-100.25, -10.7, -2.3, -1.5, -0.5, 1e-150, 1e-8, 1e-3, 0.1, 0.5, 1.0]
         + [1.4616321449683622, 2.0, 3.3, 10.0, 100.0, 1e5, 1e10, 1e100, 1e150],

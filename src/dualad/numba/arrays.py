@@ -269,7 +269,8 @@ def _array(obj, dtype=None):  # noqa: ANN001
     if K is None:
         return None
     if not (dtype is None or isinstance(dtype, (types.NoneType, types.Omitted, DualDtypeType))):
-        if not (isinstance(dtype, types.DTypeSpec) and dtype.dtype == types.float64):
+        number = getattr(dtype, "instance_type", getattr(dtype, "dtype", None))
+        if number != types.float64:
             refuse(
                 "np.array of Duals with a dtype other than float64 would drop their derivative; "
                 "leave the dtype out"
