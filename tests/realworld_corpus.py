@@ -11,6 +11,13 @@ compiled engine was built for.  None is a variation of ``test_numba_realworld.py
 measure how many the compiled engine takes::
 
     PYTHONPATH=src python tests/realworld_corpus.py
+
+Measured on 2026-12-02 (2-core machine, load 8): before the work of this corpus, 19 of its
+first 45 functions compiled (16 refused with dualad's message: 13 float allocations, a tuple
+return, ``math.lgamma``, ``math.gamma``; 10 stopped with Numba's error: unpacking and iterating a
+DualArray, ``np.array`` of Duals, ``np.interp``, ``np.roll``, ``np.cross``, ``np.clip``,
+``np.cumprod``, ``np.linalg.det``).  After: 33 of 46 compile; the 13 left are the float
+allocations, refused at their line, and each compiles through ``dualad.numba.promote``.
 """
 
 from __future__ import annotations
