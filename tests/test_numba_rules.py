@@ -217,10 +217,10 @@ def test_the_tables_cover_every_rule():
     assert set(UNARY) | set(BINARY) == set(NUMPY_UFUNC_RULES)
     missing = [_name(f) for f in NUMPY_UFUNC_RULES if f not in DOMAINS]
     assert not missing, f"add sample points to test_rules.DOMAINS for {missing}"
-    scipy_names = {"erf", "erfc", "expit", "gammaln", "psi", "_zeta"}  # through math.* only
+    scipy_names = {"erf", "erfc", "expit", "gammaln", "gamma", "psi", "_zeta"}  # math.* only
     assert {_name(f) for f in SCIPY_UFUNC_RULES} <= scipy_names
     assert set(MATH_UNARY) | set(MATH_BINARY) == {n for n in scalars._MATH if hasattr(math, n)}
-    assert set(scalars._MATH_SCIPY) == {"erf", "erfc", "lgamma"}  # lgamma: the DualError test
+    assert set(scalars._MATH_SCIPY) == {"erf", "erfc", "lgamma", "gamma"}  # tested below
     written = {op for op, _, _ in BINARY_OPERATORS}
     assert written == {"+", "-", "*", "/", "**", "%", "pow", "min", "max"}
 
@@ -507,10 +507,26 @@ def test_plain_function_registered_at_run_time(restore_rules):
     np.testing.assert_allclose(jac, [2.0 / (1.0 + math.exp(-0.3)), _softplus(0.3)], rtol=RTOL)
 
 
+def test_math_lgamma_and_gamma_compile_with_a_compiled_digamma():
+    """Their rules call sp.digamma, which compiled code reads from dualad.numba.special."""
+    import mpmath
+
+    f = numba.njit(lambda x: math.lgamma(x[0]) + math.gamma(x[1]) * x[0])
+    x = [2.5, 0.7]
+    jac = da.jacobian(f, x, chunk_size=K)
+    gamma = float(mpmath.gamma(0.7))
+    expected = [float(mpmath.digamma(2.5)) + gamma, gamma * float(mpmath.digamma(0.7)) * 2.5]
+    np.testing.assert_allclose(jac, expected, rtol=1e-13)
+
+
+def _sin_degrees_rule(x, y):  # a partial Numba cannot compile: SciPy's cosdg
+    return sp.cosdg(x * 180.0 / math.pi)
+
+
 def test_rule_whose_partial_numba_cannot_compile_is_refused():
-    """math.lgamma uses the rule of scipy.special.gammaln, whose partial calls sp.digamma."""
-    f = numba.njit(lambda x: math.lgamma(x[0]) + x[1])
-    with pytest.raises(da.DualError, match="rule of gammaln cannot run in compiled code") as e:
+    sine = da.register_rule(lambda x: np.sin(x), _sin_degrees_rule, name="sine_by_degrees")
+    f = numba.njit(lambda x: sine(x[0]) + x[1])
+    with pytest.raises(da.DualError, match="rule of sine_by_degrees cannot run in compiled") as e:
         da.jacobian(f, [2.5, 1.0], chunk_size=K)  # engine="auto": not a Numba failure, no fallback
     assert "engine='numpy'" in str(e.value)
     assert re.search(r"\(at .*test_numba_rules\.py, line \d+\)", str(e.value)), str(e.value)

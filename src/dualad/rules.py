@@ -338,6 +338,8 @@ def _load_scipy_rules() -> None:
     _add(sp.erfc, lambda x, y: -two_over_sqrt_pi * np.exp(-(x * x)))
     _add(sp.expit, lambda x, y: y * sp.expit(-x))  # not y * (1 - y), which cancels for large x
     _add(sp.gammaln, lambda x, y: sp.digamma(x))
+    _add(sp.gamma, lambda x, y: y * sp.digamma(x))
+    # trigamma, for x > 0
     _add(sp.digamma, lambda x, y: sp.zeta(2.0, x), on_complex=refuse_complex("digamma"))
     _add(sp.zeta, NONDIFF, lambda s, q, y: -s * sp.zeta(s + 1.0, q))
     zeta_ufunc = getattr(getattr(sp, "_ufuncs", None), "_zeta", None)

@@ -491,9 +491,27 @@ def _compiled_jacobian(
             raise
         _fall_back(f, error)
         return None
+    if isinstance(result, tuple) and isinstance(result[0], tuple):  # f returned a tuple
+        value, jac = _split_outputs(result[0], result[1], point.shape)
+        return jac if kind == "jacobian" else (value, jac)
     if kind == "jacobian" and chunk_size is None and engine == "auto":
         _ready_jacobians[f] = (point.shape, compiled.driver(f, kind, K))
     return result
+
+
+def _split_outputs(values: tuple[Any, ...], flat: Any, x_shape: tuple[int, ...]) -> Any:
+    """A compiled tuple output's values (as NumPy scalars where 0-d) and its Jacobian, whose
+    rows are the leaves' one after another, cut into the same tuple structure: one Jacobian
+    per output, of shape ``leaf.shape + x.shape``, as the NumPy engine gives."""
+    leaves, treedef = pytrees.flatten(values)
+    rows = np.reshape(flat, (-1,) + x_shape)
+    blocks, start = [], 0
+    for leaf in leaves:
+        size = np.size(leaf)
+        blocks.append(_scalar(rows[start : start + size].reshape(np.shape(leaf) + x_shape)))
+        start += size
+    value = pytrees.unflatten(treedef, [_scalar(leaf) for leaf in leaves])
+    return value, pytrees.unflatten(treedef, blocks)
 
 
 #: The last compiled Jacobian driver that ran for f, with the shape of x it took, for calls with
@@ -679,7 +697,7 @@ def jacobian(
     if compiled is not None:
         jac = _compiled_jacobian(compiled, "jacobian", f, x, chunk_size, args, engine)
         if jac is not None:
-            return jac if jac.ndim else jac[()]
+            return jac if isinstance(jac, tuple) or jac.ndim else jac[()]
     return value_and_jacobian(f, x, mode=mode, chunk_size=chunk_size, args=args, engine=engine)[1]
 
 
@@ -798,6 +816,14 @@ def jvp(
                 raise
             _fall_back(f, error)
         else:
+            if isinstance(value, tuple):  # a tuple output: a tuple of tangents
+                values, treedef = pytrees.flatten(value)
+                tangents = [
+                    _scalar(t.reshape(np.shape(v) + (k,))[..., 0] if single else t)
+                    for v, t in zip(values, pytrees.flatten(tangent)[0])
+                ]
+                value = pytrees.unflatten(treedef, [_scalar(v) for v in values])
+                return value, pytrees.unflatten(treedef, tangents)
             tangent = tangent.reshape(value.shape + (k,))
             return _scalar(value), _scalar(tangent[..., 0] if single else tangent)
     f = _python_function(f)

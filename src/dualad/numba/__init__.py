@@ -32,6 +32,7 @@ from . import (  # noqa: F401 - each registers its overloads on import
     cache,
     drivers,
     helpers,
+    linalg,
     reductions,
     scalars,
     second,
@@ -109,9 +110,28 @@ def _where(message: str) -> str:
     """The first source location outside dualad that Numba's message names (the user's line)."""
     for path, line in _LOCATION.findall(message):
         generated = path.startswith("<")  # dualad's generated overloads
-        if not generated and "dualad" not in path.replace("\\", "/").split("/")[-3:-1]:
+        parts = path.replace("\\", "/").split("/")
+        driver = len(parts) > 1 and parts[-2].startswith("drivers-")  # a cached driver's source
+        if not generated and not driver and "dualad" not in parts[-3:-1]:
             return f" (at {path}, line {line})"
     return ""
+
+
+def _typed_at(exc: BaseException) -> str:
+    """The user's line Numba was typing when ``exc`` escaped it without a location (its in-place
+    operator template crashes after dualad refused an operand): the innermost ``loc`` of the
+    typing frames in the traceback."""
+    from numba.core import ir
+
+    places = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names = tb.tb_frame.f_locals
+        loc = names.get("loc", getattr(names.get("self"), "loc", None))
+        if isinstance(loc, ir.Loc) and loc.filename:
+            places.append(f'File "{loc.filename}", line {loc.line}:')
+        tb = tb.tb_next
+    return _where("\n".join(reversed(places)))
 
 
 class NotCompilable(errors.TypingError):
@@ -236,7 +256,7 @@ def _call(
         message = str(exc)
         problem = scalars.take_problem(message)
         if problem is not None:
-            raise DualError(problem + _where(message)) from None
+            raise DualError(problem + (_where(message) or _typed_at(exc))) from None
         if arguments and kind not in SECOND_ORDER_KINDS:  # a Hessian's failure is its own
             failed[getattr(f, "py_func", f), np.ndim(arguments[0])] = message
         raise NotCompilable(

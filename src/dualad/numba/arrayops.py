@@ -38,7 +38,8 @@ _REAL = (types.Float, types.Integer, types.Boolean)
 _LOST_IN_FLOAT_ARRAY = (
     "an in-place operation would write Duals into a float array and drop their derivative. "
     "Allocate the array from the input (np.zeros_like(x), np.zeros(m, dtype=x.dtype)), or "
-    "write the result to a new name: y = y + ..."
+    "write the result to a new name: y = y + ...; or, to leave the function unchanged, "
+    "differentiate dualad.numba.promote(f)."
 )
 _WRITE_INTO_INPUT = (
     "the function updates its input array in place. In compiled code the input is read-only "

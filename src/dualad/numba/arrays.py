@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 from numba import types
+from numba.core import cgutils
+from numba.core.imputils import RefType, impl_ret_new_ref, iternext_impl, lower_builtin
 from numba.extending import overload_attribute, overload_method
 
 from ..dual import primal
 from ..transforms import stop_gradient
 from .dualtypes import (
+    DualArrayIteratorType,
     DualArrayType,
     DualDtypeType,
     DualType,
@@ -126,6 +129,41 @@ def _setitem(a, idx, val):  # noqa: ANN001
     return None
 
 
+# --- iteration over the first axis: ``for xi in x``, ``a, b, c = x`` ----------------------------
+
+
+@lower_builtin("getiter", DualArrayType)
+def _getiter(context, builder, sig, args):  # noqa: ANN001, ANN202
+    iterator = context.make_helper(builder, sig.return_type)
+    iterator.index = cgutils.alloca_once_value(builder, context.get_constant(types.intp, 0))
+    iterator.array = args[0]
+    context.nrt.incref(builder, sig.args[0], args[0])
+    return impl_ret_new_ref(context, builder, sig.return_type, iterator._getvalue())
+
+
+@lower_builtin("iternext", DualArrayIteratorType)
+@iternext_impl(RefType.NEW)
+def _iternext(context, builder, sig, args, result):  # noqa: ANN001, ANN202
+    iterator_type = sig.args[0]
+    array_type = iterator_type.array_type
+    iterator = context.make_helper(builder, iterator_type, value=args[0])
+    size = context.compile_internal(
+        builder, lambda a: len(a.value), types.intp(array_type), [iterator.array]
+    )
+    index = builder.load(iterator.index)
+    valid = builder.icmp_signed("<", index, size)
+    result.set_valid(valid)
+    with builder.if_then(valid):
+        row = context.compile_internal(
+            builder,
+            lambda a, i: a[i],
+            iterator_type.yield_type(array_type, types.intp),
+            [iterator.array, index],
+        )
+        result.yield_(row)
+        builder.store(cgutils.increment_index(builder, index), iterator.index)
+
+
 @overload_first(len)
 def _len(a):  # noqa: ANN001
     if isinstance(a, DualArrayType):
@@ -201,3 +239,51 @@ def _primal(x):  # noqa: ANN001
 
 overload_first(primal)(_primal)
 overload_first(stop_gradient)(_primal)
+
+
+# --- np.array of Duals: ``np.array([dx, dy, dz])`` in an ODE right-hand side -------------------
+
+
+def _dual_items(obj: Any) -> int | None:
+    """K when ``obj`` is a list or tuple of Duals (and real numbers), else None."""
+    if isinstance(obj, types.List):
+        items = [obj.dtype]
+    elif isinstance(obj, types.BaseTuple):
+        items = list(obj)
+    else:
+        return None
+    duals = [t for t in items if isinstance(t, DualType)]
+    if not duals or not all(isinstance(t, (DualType, *_REAL)) for t in items):
+        return None
+    if any(t != duals[0] for t in duals):
+        return None
+    return duals[0].K
+
+
+_REAL = (types.Float, types.Integer, types.Boolean)
+
+
+@overload_first(np.array)
+def _array(obj, dtype=None):  # noqa: ANN001
+    K = _dual_items(obj)
+    if K is None:
+        return None
+    if not (dtype is None or isinstance(dtype, (types.NoneType, types.Omitted, DualDtypeType))):
+        number = getattr(dtype, "instance_type", getattr(dtype, "dtype", None))
+        if number != types.float64:
+            refuse(
+                "np.array of Duals with a dtype other than float64 would drop their derivative; "
+                "leave the dtype out"
+            )
+    if isinstance(obj, types.List):
+        return generate(
+            "def impl(obj, dtype=None):\n    n = len(obj)\n"
+            f"    out = make_dual_array(np.empty(n), np.empty((n, {K})), {K})\n"
+            "    for i in range(n):\n        out[i] = obj[i]\n    return out\n"
+        )
+    stores = "".join(f"    out[{i}] = obj[{i}]\n" for i in range(len(obj)))
+    return generate(
+        f"def impl(obj, dtype=None):\n    n = {len(obj)}\n"
+        f"    out = make_dual_array(np.empty(n), np.empty((n, {K})), {K})\n"
+        + stores + "    return out\n"
+    )  # fmt: skip

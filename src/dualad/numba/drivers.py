@@ -35,7 +35,14 @@ def out_shape(y):  # noqa: ANN001, ANN201
 def _out_shape(y):  # noqa: ANN001
     if isinstance(y, (DualArrayType, types.Array)):
         return lambda y: y.shape
+    if isinstance(y, types.BaseTuple):  # the leaves' entries, one after another
+        return lambda y: (out_size(y),)
     return lambda y: ()
+
+
+def _each(y: types.BaseTuple, call: str) -> str:
+    """Source of a tuple display of ``call`` (a format of ``{i}``) for each item of ``y``."""
+    return tuple_source([call.format(i=i) for i in range(len(y))])
 
 
 def one_pass_jacobian(y, shape):  # noqa: ANN001, ANN201
@@ -72,22 +79,22 @@ def store(y, out, start, width):  # noqa: ANN001, ANN201
 def _out_size(y):  # noqa: ANN001
     if isinstance(y, (DualArrayType, types.Array)):
         return lambda y: y.size
+    if isinstance(y, types.BaseTuple):
+        total = " + ".join(f"out_size(y[{i}])" for i in range(len(y))) or "0"
+        return generate(f"def impl(y):\n    return {total}\n", out_size=out_size)
     return lambda y: 1
 
 
-_TUPLE_OUTPUT = (
-    "the function returns a tuple; dualad differentiates a function with one output array. "
-    "Return np.concatenate((a, b)) (or np.stack((a, b)) for equal shapes) and split the Jacobian's "
-    "rows, or differentiate one function per output."
-)
+# A tuple output (``return energy, forces``): its value is the tuple of the leaves' values, and
+# its Jacobian has the leaves' rows one after another; dualad.transforms cuts it into a tuple of
+# Jacobians, one per output, as the NumPy engine gives for a tuple output.
 
 
 @overload(out_value)
 def _out_value(y):  # noqa: ANN001
     if isinstance(y, types.BaseTuple):
-        from .scalars import refuse
-
-        refuse(_TUPLE_OUTPUT)
+        return generate(f"def impl(y):\n    return {_each(y, 'out_value(y[{i}])')}\n",
+                        out_value=out_value)  # fmt: skip
     if isinstance(y, DualArrayType):
         if y.value_type.mutable:
             return lambda y: y.value  # made inside f: not shared
@@ -120,6 +127,13 @@ def _store(y, out, start, width):  # noqa: ANN001
                     out[i, start + k] = flat[i * K + k]
 
         return store_array
+    if isinstance(y, types.BaseTuple):
+        lines = ["def impl(y, out, start, width):", "    row = 0"]
+        for i in range(len(y)):
+            lines.append(f"    size = out_size(y[{i}])")
+            lines.append(f"    store(y[{i}], out[row:row + size], start, width)")
+            lines.append("    row += size")
+        return generate("\n".join(lines) + "\n", out_size=out_size, store=store)
     return lambda y, out, start, width: None  # a constant output: its partials stay zero
 
 
@@ -200,10 +214,37 @@ def second_of(value_and_jacobian):  # noqa: ANN001, ANN201
     """
 
     def jacobian(x, *args):  # noqa: ANN001, ANN202
-        return value_and_jacobian(x, *args)[1]
+        return jacobian_of(value_and_jacobian(x, *args))
 
     jacobian.driver = value_and_jacobian
     return jacobian
+
+
+def jacobian_of(pair):  # noqa: ANN001, ANN201
+    """J from ``(value, J)``; the pair itself for a tuple output (whose leaves' shapes cut J)."""
+
+
+@overload(jacobian_of)
+def _jacobian_of(pair):  # noqa: ANN001
+    if isinstance(pair[0], types.BaseTuple):
+        return lambda pair: pair
+    return lambda pair: pair[1]
+
+
+def flat_value(value):  # noqa: ANN001, ANN201
+    """The value at one point of a batch as a 1-D array (a tuple output is refused there)."""
+
+
+@overload(flat_value)
+def _flat_value(value):  # noqa: ANN001
+    if isinstance(value, types.BaseTuple):
+        from .scalars import refuse
+
+        refuse(
+            "batch_jacobian and batch_jvp take a function with one output array; this one returns "
+            "a tuple. Return np.concatenate((a.ravel(), b.ravel())), or call da.jacobian per point."
+        )
+    return lambda value: value.ravel()
 
 
 def out_tangent(y, k_marker):  # noqa: ANN001, ANN201
@@ -220,6 +261,11 @@ def _out_tangent(y, k_marker):  # noqa: ANN001
         return lambda y, k_marker: np.array(y.partials)
     if isinstance(y, types.Array):
         return lambda y, k_marker: np.zeros(y.shape + (len(k_marker),))
+    if isinstance(y, types.BaseTuple):
+        return generate(
+            f"def impl(y, k_marker):\n    return {_each(y, 'out_tangent(y[{i}], k_marker)')}\n",
+            out_tangent=out_tangent,
+        )
     return lambda y, k_marker: np.zeros(len(k_marker))
 
 
@@ -247,11 +293,11 @@ def make_batch_jvp(jvp):  # noqa: ANN001, ANN201
     @numba.njit(parallel=True)
     def batch_jvp(xs, vs, *args):  # noqa: ANN001, ANN202
         value0, tangent0 = jvp(xs[0], vs[0], *args)
-        values = np.zeros((xs.shape[0], value0.size))
+        values = np.zeros((xs.shape[0], flat_value(value0).size))
         tangents = np.zeros((xs.shape[0],) + tangent0.shape)
         for b in prange(xs.shape[0]):
             value, tangent = jvp(xs[b], vs[b], *args)
-            values[b] = value.ravel()
+            values[b] = flat_value(value)
             tangents[b] = tangent
         return value0, values, tangents
 
@@ -264,11 +310,11 @@ def make_batch_jacobian(value_and_jacobian):  # noqa: ANN001, ANN201
     @numba.njit(parallel=True)
     def batch_jacobian(xs, *args):  # noqa: ANN001, ANN202
         value0, jac0 = value_and_jacobian(xs[0], *args)
-        values = np.zeros((xs.shape[0], value0.size))
+        values = np.zeros((xs.shape[0], flat_value(value0).size))
         jacs = np.zeros((xs.shape[0],) + jac0.shape)
         for b in prange(xs.shape[0]):
             value, jac = value_and_jacobian(xs[b], *args)
-            values[b] = value.ravel()
+            values[b] = flat_value(value)
             jacs[b] = jac
         return value0, values, jacs
 

@@ -61,17 +61,40 @@ class DualType(types.Type):
         return None
 
 
-class DualArrayType(types.Type):
+class DualArrayType(types.IterableType):
     """An array of dual numbers: a value array and a partials array with one more axis.
 
     The two array types are part of the type (a slice may be strided while the original is
-    contiguous), so indexing reuses Numba's own array indexing on each.
+    contiguous), so indexing reuses Numba's own array indexing on each.  It iterates over its
+    first axis, as an array does (``for xi in x``, ``a, b = x``).
     """
 
     def __init__(self, value_type: types.Array, partials_type: types.Array, K: int) -> None:
         self.value_type, self.partials_type, self.K = value_type, partials_type, K
         self.ndim = value_type.ndim
         super().__init__(name=f"DualArray({value_type}, {partials_type}, K={K})")
+
+    @property
+    def iterator_type(self) -> DualArrayIteratorType:
+        return DualArrayIteratorType(self)
+
+    def row_type(self) -> Any:
+        """The type of ``a[i]`` for an integer i: a Dual, or a DualArray of one less axis."""
+        if self.ndim == 1:
+            return DualType(self.K)
+
+        def row(t: types.Array) -> types.Array:
+            return t.copy(ndim=t.ndim - 1, layout="C" if t.layout == "C" else "A")
+
+        return DualArrayType(row(self.value_type), row(self.partials_type), self.K)
+
+
+class DualArrayIteratorType(types.SimpleIteratorType):
+    """The iterator over a DualArray's first axis."""
+
+    def __init__(self, array_type: DualArrayType) -> None:
+        self.array_type = array_type
+        super().__init__(f"iter({array_type})", array_type.row_type())
 
 
 class DualDtypeType(types.Dummy):
@@ -93,6 +116,13 @@ class _DualModel(models.StructModel):
 class _DualArrayModel(models.StructModel):
     def __init__(self, dmm, fe_type):  # noqa: ANN001
         members = [("value", fe_type.value_type), ("partials", fe_type.partials_type)]
+        super().__init__(dmm, fe_type, members)
+
+
+@register_model(DualArrayIteratorType)
+class _DualArrayIteratorModel(models.StructModel):
+    def __init__(self, dmm, fe_type):  # noqa: ANN001
+        members = [("index", types.EphemeralPointer(types.intp)), ("array", fe_type.array_type)]
         super().__init__(dmm, fe_type, members)
 
 

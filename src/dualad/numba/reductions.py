@@ -188,6 +188,18 @@ def _cumsum(a):  # noqa: ANN001
     )
 
 
+@overload_first(np.cumprod)
+def _cumprod(a):  # noqa: ANN001
+    if not isinstance(a, DualArrayType):
+        return None
+    return _gen(
+        "def impl(a):\n    f = flat(a)\n    out = np.empty_like(f)\n"
+        f"    s = make_dual(1.0, {_zeros(a.K)})\n"
+        "    for i in range(f.size):\n        s = s * f[i]\n        out[i] = s\n    return out\n",
+        flat=flat,
+    )
+
+
 # --- products --------------------------------------------------------------------------------
 
 _NOT_ALIGNED = "shapes not aligned for dot / @ (dualad: a DualArray product)"
@@ -300,4 +312,5 @@ overload_method(DualArrayType, "min")(lambda a: lambda a: np.min(a))
 overload_method(DualArrayType, "argmax")(lambda a: lambda a: np.argmax(a.value))
 overload_method(DualArrayType, "argmin")(lambda a: lambda a: np.argmin(a.value))
 overload_method(DualArrayType, "cumsum")(lambda a: lambda a: np.cumsum(a))
+overload_method(DualArrayType, "cumprod")(lambda a: lambda a: np.cumprod(a))
 overload_method(DualArrayType, "dot")(lambda a, b: lambda a, b: np.dot(a, b))

@@ -34,6 +34,7 @@ from numba.core.registry import CPUDispatcher
 
 from .. import rules
 from ..dual import label
+from . import special as compiled_special
 from .dualtypes import DualArrayType, DualType, generate, overload_first, tuple_source
 
 #: Messages of dualad's own refusals met while typing in this thread (context); the driver
@@ -111,6 +112,8 @@ def _compiled_value(value: Any, depth: int = 0) -> Any:
     """What a global or closure variable of a partial becomes in compiled code."""
     if value is np:
         return _numpy_for_scalars(depth)
+    if isinstance(value, pytypes.ModuleType) and value.__name__ == "scipy.special":
+        return compiled_special.namespace(value)
     if isinstance(value, pytypes.FunctionType):
         return jit_function(value, depth)
     try:
@@ -366,7 +369,7 @@ _MATH = {
 }  # fmt: skip
 #: math functions Numba cannot compile even on floats: the NumPy twin computes their value.
 _MATH_NOT_IN_NUMBA = ("fmod", "cbrt")
-_MATH_SCIPY = {"erf": "erf", "erfc": "erfc", "lgamma": "gammaln"}
+_MATH_SCIPY = {"erf": "erf", "erfc": "erfc", "lgamma": "gammaln", "gamma": "gamma"}
 _MATH_VALUE_ONLY = ("floor", "ceil", "trunc", "isnan", "isinf", "isfinite")
 
 _COMPARISONS = (

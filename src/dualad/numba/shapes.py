@@ -180,3 +180,149 @@ def _where(condition, x, y):  # noqa: ANN001
         if all(isinstance(t, (DualType, *_REAL)) for t in (x, y)):
             return lambda condition, x, y: x if condition else y
     return None
+
+
+# --- np.roll, np.diff, np.cross, np.clip, np.interp ----------------------------------------------
+
+
+@overload_first(np.roll)
+def _roll(a, shift):  # noqa: ANN001
+    if not isinstance(a, DualArrayType):
+        return None
+
+    def impl(a, shift):  # noqa: ANN001, ANN202
+        f = flat(a)
+        n = f.size
+        out = np.empty_like(f)
+        for i in range(n):
+            out[(i + shift) % n] = f[i]
+        return out.reshape(a.shape)
+
+    return impl
+
+
+@overload_first(np.diff)
+def _diff(a, n=1):  # noqa: ANN001
+    if not isinstance(a, DualArrayType):
+        return None
+    if not isinstance(n, (types.Omitted, int)) and n is not None:
+        if not (isinstance(n, types.IntegerLiteral) and n.literal_value == 1):
+            refuse("np.diff of a DualArray takes n=1 in compiled code; apply it n times")
+    if a.ndim == 1:
+        return lambda a, n=1: a[1:] - a[:-1]
+    if a.ndim == 2:
+        return lambda a, n=1: a[:, 1:] - a[:, :-1]
+    refuse("np.diff of a DualArray of more than 2 dimensions is not supported in compiled code")
+
+
+@overload_first(np.cross)
+def _cross(a, b):  # noqa: ANN001
+    kinds = (DualArrayType, types.Array)
+    if not (isinstance(a, kinds) and isinstance(b, kinds)) or not applies((a, b)):
+        return None
+    if a.ndim != 1 or b.ndim != 1:
+        refuse("np.cross of DualArrays takes two 3-vectors (1-D) in compiled code; loop over rows")
+    K = a.K if isinstance(a, DualArrayType) else b.K
+    return _gen(
+        "def impl(a, b):\n"
+        "    if a.shape[0] != 3 or b.shape[0] != 3:\n"
+        "        raise ValueError('np.cross of DualArrays takes 3-vectors (dualad)')\n"
+        f"    out = make_dual_array(np.empty(3), np.empty((3, {K})), {K})\n"
+        "    out[0] = a[1] * b[2] - a[2] * b[1]\n"
+        "    out[1] = a[2] * b[0] - a[0] * b[2]\n"
+        "    out[2] = a[0] * b[1] - a[1] * b[0]\n"
+        "    return out\n"
+    )
+
+
+@numba.njit
+def _clip_one(x, lo, hi):  # noqa: ANN001, ANN202
+    """x clipped to [lo, hi]: the bound (its own derivative) outside, x inside."""
+    y = x
+    if x < lo:
+        y = lo
+    if y > hi:
+        y = hi
+    return y
+
+
+@overload_first(np.clip)
+def _clip(a, a_min, a_max):  # noqa: ANN001
+    argtypes = (a, a_min, a_max)
+    if not applies(argtypes):
+        if isinstance(a, DualType) and all(isinstance(t, (DualType, *_REAL)) for t in argtypes):
+            return lambda a, a_min, a_max: _clip_one(a, a_min, a_max)
+        return None
+    return elementwise_impl(_clip_one, argtypes, params="a, a_min, a_max")
+
+
+@numba.njit
+def _interp_one(xi, xv, xp, fp):  # noqa: ANN001, ANN202
+    """fp linearly interpolated at xi (whose value is xv) between the points xp, constant
+    beyond them, as np.interp."""
+    n = xp.size
+    if xv <= xp[0]:
+        return fp[0] + 0.0 * xi
+    if xv >= xp[n - 1]:
+        return fp[n - 1] + 0.0 * xi
+    j = np.searchsorted(xp, xv, side="right") - 1
+    t = (xi - xp[j]) / (xp[j + 1] - xp[j])
+    return fp[j] + t * (fp[j + 1] - fp[j])
+
+
+@overload_first(np.interp)
+def _interp(x, xp, fp):  # noqa: ANN001
+    dual = (DualType, DualArrayType)
+    if not any(isinstance(t, dual) for t in (x, xp, fp)):
+        return None
+    if isinstance(xp, dual):
+        refuse(
+            "np.interp with Duals in xp (the sample points) is not supported in compiled code; "
+            "differentiate with respect to x or fp, or use engine='numpy'"
+        )
+    if not isinstance(xp, types.Array) or not isinstance(fp, (DualArrayType, types.Array)):
+        return None
+    K = next(t.K for t in (x, fp) if isinstance(t, dual))
+    xv = "x.value" if isinstance(x, dual) else "x"
+    if isinstance(x, (DualType, *_REAL)):
+        return _gen(
+            f"def impl(x, xp, fp):\n    return _interp_one(x, {xv}, xp, fp)\n",
+            _interp_one=_interp_one,
+        )
+    if not isinstance(x, (DualArrayType, types.Array)) or x.ndim != 1:
+        refuse("np.interp of DualArrays takes a scalar or 1-D x in compiled code; x.ravel() it")
+    return _gen(
+        "def impl(x, xp, fp):\n"
+        f"    xvs = {xv}\n"
+        "    n = xvs.shape[0]\n"
+        f"    out = make_dual_array(np.empty(n), np.empty((n, {K})), {K})\n"
+        "    for i in range(n):\n"
+        "        out[i] = _interp_one(x[i], xvs[i], xp, fp)\n"
+        "    return out\n",
+        _interp_one=_interp_one,
+    )
+
+
+@overload_first(np.asarray)
+def _asarray(a, dtype=None):  # noqa: ANN001
+    """``np.asarray(x)`` at the top of a library function: the DualArray itself."""
+    if not isinstance(a, DualArrayType):
+        return None
+    if not (_is_float64_or_none(dtype)):
+        refuse("np.asarray of a DualArray with a dtype other than float64 would drop derivatives")
+    return lambda a, dtype=None: a
+
+
+@overload_method(DualArrayType, "astype")
+def _astype(a, dtype):  # noqa: ANN001
+    if not _is_float64_or_none(dtype):
+        refuse(".astype of a DualArray to a dtype other than float64 would drop its derivative")
+    return lambda a, dtype: a.copy()
+
+
+def _is_float64_or_none(dtype: Any) -> bool:
+    if dtype is None or isinstance(dtype, (types.NoneType, types.Omitted)):
+        return True
+    if isinstance(dtype, types.NumberClass):
+        return dtype.instance_type == types.float64
+    return isinstance(dtype, types.DTypeSpec) and dtype.dtype == types.float64
