@@ -10,8 +10,11 @@ kept per function and reused while every global and closure cell it read (in the
 in the copies) still holds the same object, so a call sees the globals as they are at that call;
 a changed one rebuilds.  (A rebuilt function that assigns a global, ``global count``, assigns it
 in its copy, which then no longer matches: the next call rebuilds from the module's value.)
-A helper reached as a module attribute (``helpers.sq(x)``) is not redirected: import it by
-name (``from helpers import sq``) for the NumPy engine to differentiate through it.
+dualad's own functions (the wrappers around f) are searched through their closure cells only:
+they never reach a user's function by a global name, and walking dualad's module graph on every
+call cost half of a small ``engine="numpy"`` gradient.  A helper reached as a module attribute
+(``helpers.sq(x)``) is not redirected: import it by name (``from helpers import sq``) for the
+NumPy engine to differentiate through it.
 """
 
 from __future__ import annotations
@@ -57,7 +60,10 @@ class _Rebuild:
 
     def _referenced(self, fn: types.FunctionType) -> Iterator[Any]:
         namespace = fn.__globals__
-        for name in set(_names(fn.__code__)):
+        # dualad's own functions reach the user's code only through their closure cells (the
+        # wrappers of f), never by a global name: their globals are not searched
+        names = () if _ours(fn) else set(_names(fn.__code__))
+        for name in names:
             value = namespace.get(name, _MISSING)
             self.reads.append((namespace, name, value))
             if value is not _MISSING:
@@ -121,6 +127,11 @@ class _Rebuild:
 
 
 _MISSING = object()
+
+
+def _ours(fn: types.FunctionType) -> bool:
+    """True for a function of dualad itself."""
+    return (fn.__module__ or "").partition(".")[0] == "dualad"
 
 
 def _contents(cell: types.CellType) -> Any:
