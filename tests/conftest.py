@@ -1,9 +1,34 @@
-"""Test settings: hypothesis runs a fixed sequence of examples, so CI is repeatable.
+"""Test settings and the conventions that keep the suite honest and fast.
 
-Set HYPOTHESIS_PROFILE=explore to draw fresh random examples locally.
+Hypothesis runs a fixed sequence of examples, so CI is repeatable; set HYPOTHESIS_PROFILE=explore
+to draw fresh random examples locally.
+
+Compiled-engine tests: most of the suite's time is Numba compiling a function for Duals (one
+compilation per distinct function, driver kind and chunk size K, seconds each).  New tests follow
+these rules so that the cost stays per function, not per test:
+
+- Compiled functions live at module level (or in a ``scope="session"``/``"module"`` fixture),
+  never inside a test or a parametrized case: Numba compiles a function object once per process,
+  so a function made per test compiles per test.  Parametrize the *points* or the *arrays*, not
+  the function; pack several operations into one function's output (see test_numba_arrays.py,
+  test_numba_rules.py) rather than one tiny function per operation.
+- Give ``chunk_size`` only where the test is about chunking; elsewhere let the default pick it,
+  and reuse the same point size across tests of one function (K follows the number of inputs,
+  so n = 3 and n = 4 are two compilations of everything).
+- A sweep over many sizes, chunk sizes or rules is marked ``@pytest.mark.slow``: ``make test``
+  skips it, CI runs it (``--slow``).
+- Compiled drivers go to one temporary disk cache per test session (below), shared by the
+  pytest-xdist workers: a function compiled by one worker is loaded, not compiled, by the other.
+  The tests never read or write the user's own cache (``~/.cache/dualad``): a warm cache there
+  would hide compile failures and compile time, and a test run should leave nothing behind.  Set
+  ``DUALAD_CACHE_DIR`` yourself to keep one across runs (``off`` for none).
+- A warning a test expects (NumPy's ``invalid value`` at an inf or NaN input) is filtered on that
+  test with ``pytest.mark.filterwarnings`` and a comment saying why, never globally.
 """
 
 import os
+import shutil
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -22,11 +47,45 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 collect_ignore = ["install"]
 
 
+def pytest_configure(config):
+    """One disk cache of compiled drivers for the whole session, made by the controlling process
+    before pytest-xdist starts its workers (they inherit the environment), removed at the end."""
+    if hasattr(config, "workerinput") or os.environ.get("DUALAD_CACHE_DIR") is not None:
+        return
+    folder = tempfile.mkdtemp(prefix="dualad-test-cache-")
+    os.environ["DUALAD_CACHE_DIR"] = folder
+    config._dualad_test_cache = folder
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_dualad_test_cache", None)
+    if folder is not None:
+        del os.environ["DUALAD_CACHE_DIR"]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI does)")
 
 
+def _compile_cost(path) -> tuple[int, int]:
+    """A file's place in the run: the ones naming more compiled functions first, then larger."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return (0, 0)
+    return (text.count("njit") + text.count('engine="numba"'), len(text))
+
+
 def pytest_collection_modifyitems(config, items):
+    # Files in the order the workers should take them (make test runs --dist loadfile): the ones
+    # that compile the most first, the NumPy-only ones last, so that the last file a worker starts
+    # is a short one (longest processing time first); within a file the order is kept.
+    costs = {}
+    for item in items:
+        if item.path not in costs:
+            costs[item.path] = _compile_cost(item.path)
+    items.sort(key=lambda item: costs[item.path], reverse=True)  # stable: files stay together
     if config.getoption("--slow"):
         return
     skip = pytest.mark.skip(reason="an exhaustive sweep: run with --slow (CI does)")

@@ -159,8 +159,17 @@ def _tolerance(x: Any) -> float:
     return {np.float16: 2e-3, np.float32: 1e-6}.get(dtype.type, 1e-13)
 
 
+#: NumPy warns at sin(inf) and cos(inf) (f's value and its derivative are NaN there), and so does
+#: dualad, as it runs the same NumPy calls: the expected outcome of the "inf" case, not a defect.
+_NUMPY_WARNS_AT_INF = pytest.mark.filterwarnings(
+    r"ignore:invalid value encountered in (sin|cos):RuntimeWarning"
+)
+
+
 @pytest.mark.parametrize("call", list(CALLS))
-@pytest.mark.parametrize("case", list(GOOD))
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=_NUMPY_WARNS_AT_INF) if c == "inf" else c for c in GOOD]
+)
 def test_right_answer(case: str, call: str):
     x = GOOD[case]
     kind, run = CALLS[call]

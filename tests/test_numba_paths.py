@@ -163,8 +163,34 @@ def test_redirection_leaves_the_functions_alone():
     assert python_source(np.sin) is np.sin
 
 
+SCALE = 2.0
+
+
+@numba.njit
+def _scaled(x):
+    return SCALE * _sum_of_squares(x)
+
+
+def test_the_rebuild_is_reused_until_a_global_it_reads_changes():
+    """The rebuilt source is kept per function, but never with a stale global or helper."""
+    global SCALE, _sum_of_squares
+    first = python_source(_scaled)
+    assert python_source(_scaled) is first  # nothing changed: the same rebuild
+    assert_close(da.gradient(_scaled, X, engine="numpy"), 4.0 * X)
+    saved = SCALE, _sum_of_squares
+    try:
+        SCALE = 3.0  # a number the function reads
+        assert python_source(_scaled) is not first
+        assert_close(da.gradient(_scaled, X, engine="numpy"), 6.0 * X)
+        _sum_of_squares = numba.njit(lambda x: np.sum(x**3))  # a helper swapped for another
+        assert_close(da.gradient(_scaled, X, engine="numpy"), 9.0 * X**2)
+    finally:
+        SCALE, _sum_of_squares = saved
+    assert_close(da.gradient(_scaled, X, engine="numpy"), 4.0 * X)
+
+
 def test_redirection_in_threads():
-    """Each call builds its own copy: concurrent calls do not see each other's."""
+    """Concurrent calls share the rebuilt source read-only and agree."""
     results, errors = [], []
 
     def work():

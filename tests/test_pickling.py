@@ -35,6 +35,9 @@ def _tasks() -> tuple[list[tuple], list]:
     return tasks, [helpers.apply(task) for task in tasks]
 
 
+# JAX, when another test of this worker imported it, warns at every os.fork(); this test forks
+# on purpose (its workers run no JAX), so that warning is expected here.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_sparse_jacobian_and_derivative_functions_run_in_workers(method):
     if method not in multiprocessing.get_all_start_methods():

@@ -593,7 +593,8 @@ class _Transformed:
     object rather than a closure, so that it pickles whenever ``f`` does (a module-level
     function), e.g. into ``multiprocessing`` workers."""
 
-    def __init__(self, api: Callable[..., Any], f: Any, argnums: Any, kind: str, **options: Any):
+    def __init__(self, api: Callable[..., Any], kind: str, f: Any, argnums: Any, **options: Any):
+        argnums = _check_argnums(argnums, options["engine"])
         self._api, self._f, self._argnums, self._kind, self._options = (
             api, f, argnums, kind, options
         )  # fmt: skip
@@ -624,9 +625,8 @@ def jacfwd(
     are passed through.  ``has_aux=True``: ``f`` returns ``(output, aux)``, ``jac`` returns
     ``(jacobian, aux)``.
     """
-    argnums = _check_argnums(argnums, engine)
     return _Transformed(
-        jacobian, f, argnums, "jacfwd",
+        jacobian, "jacfwd", f, argnums,
         has_aux=has_aux, mode="forward", chunk_size=chunk_size, engine=engine,
     )  # fmt: skip
 
@@ -640,9 +640,8 @@ def jacrev(
     engine: str = "auto",
 ) -> Callable[..., Any]:
     """``f``'s Jacobian by reverse mode as a function of f's arguments; see :func:`jacfwd`."""
-    argnums = _check_argnums(argnums, engine)
     return _Transformed(
-        jacobian, f, argnums, "jacrev",
+        jacobian, "jacrev", f, argnums,
         has_aux=has_aux, mode="reverse", chunk_size=chunk_size, engine=engine,
     )  # fmt: skip
 
@@ -661,9 +660,8 @@ def grad(
     ``argnums`` and ``has_aux`` as for :func:`jacfwd`; ``g(*args)`` returns the gradient with
     respect to the chosen argument(s) (``(gradient, aux)`` with ``has_aux=True``).
     """
-    argnums = _check_argnums(argnums, engine)
     return _Transformed(
-        gradient, f, argnums, "grad",
+        gradient, "grad", f, argnums,
         has_aux=has_aux, mode=mode, chunk_size=chunk_size, engine=engine,
     )  # fmt: skip
 
@@ -681,8 +679,7 @@ def value_and_grad(
 
     Returns ``(value, gradient)``, or ``((value, aux), gradient)`` with ``has_aux=True``.
     """
-    argnums = _check_argnums(argnums, engine)
     return _Transformed(
-        value_and_gradient, f, argnums, "value_and_grad",
+        value_and_gradient, "value_and_grad", f, argnums,
         has_aux=has_aux, mode=mode, chunk_size=chunk_size, engine=engine,
     )  # fmt: skip

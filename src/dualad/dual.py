@@ -662,10 +662,13 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
             return -p
         return d * p
     if cls is Dual:  # a local derivative that is itself differentiated (nested Duals)
-        if p.__class__ is np.ndarray and not _finite(d):
-            # a constant zero tangent contributes an exact zero at every order, as below
+        if not _finite(d):
+            # inf * 0 in this product is the chain rule's, not f's: NumPy would not warn for f
             with np.errstate(invalid="ignore"):
-                return np.where(p == 0, 0.0, d[..., None] * p)
+                if p.__class__ is np.ndarray:
+                    # a constant zero tangent contributes an exact zero at every order, as below
+                    return np.where(p == 0, 0.0, d[..., None] * p)
+                return d[..., None] * p
         return d[..., None] * p
     if cls is not np.ndarray and isinstance(d, Carrier):  # a reverse-mode value (a Tracer)
         if d._tape.level > tag:  # its trace began inside this differentiation: not supported
@@ -673,7 +676,7 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
         return d[..., None] * p  # forward inside reverse: the tape records this product
     if d.ndim == 0:
         return d * p if math.isfinite(d) else _zero_tangent_stays_zero(d, p)
-    if math.isfinite(np.add.reduce(d, axis=None)):  # one cheap pass over d, not over d * p
+    if _finite_array(d):
         return d[..., None] * p
     return _zero_tangent_stays_zero(d[..., None], p)
 
@@ -693,15 +696,25 @@ def _scale_complex(d: Any, p: Any, tag: int = 0) -> Any:
     return product
 
 
+def _finite_array(a: np.ndarray) -> bool:
+    """True when every entry of ``a`` is finite, in one cheap pass over ``a`` (not over d * p).
+
+    The sum of squares is inf or NaN exactly when an entry is (or it overflows past 1e154, which
+    only sends the caller to its careful path); unlike a plain sum, inf - inf raises no NumPy
+    warning here, so an infinite input warns only where NumPy itself would.
+    """
+    return math.isfinite(np.vdot(a, a).real)
+
+
 def _finite(d: Dual) -> bool:
     """True when the value and partials of ``d`` (all nesting levels) are finite."""
     while d.__class__ is Dual:
-        if not math.isfinite(np.add.reduce(primal(d._partials), axis=None)):
+        if not _finite_array(primal(d._partials)):
             return False
         if d._partials.__class__ is Dual and not _finite(d._partials):
             return False
         d = d._value
-    return math.isfinite(np.add.reduce(d, axis=None))
+    return _finite_array(d)
 
 
 #: Partials of at least this many entries combine in one compiled pass (dualad.numba.kernels)

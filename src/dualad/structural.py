@@ -156,6 +156,19 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return (_axis(axis, ndim),)
 
 
+def _shape_tuple(shape: Any) -> tuple[int, ...]:
+    """A shape argument (an int or a sequence) as a tuple."""
+    return tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+
+
+def _joined(arrays: Any, axis: Any) -> tuple[list[Any], int]:
+    """np.concatenate's arrays and axis, with axis=None meaning: ravel each, join along 0."""
+    arrays = list(arrays)
+    if axis is None:
+        return [np.ravel(a) for a in arrays], 0
+    return arrays, axis
+
+
 def _parts(a: Any, tag: int, k: int) -> tuple[Any, Any]:
     """(value, partials) of ``a`` at ``tag``; constants get zero partials."""
     if isinstance(a, Dual) and a.tag == tag:
@@ -449,7 +462,7 @@ def _gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> A
 
 @_implements(np.broadcast_to)
 def _broadcast_to(array: Dual, shape: Any, subok: bool = False) -> Dual:
-    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    shape = _shape_tuple(shape)
     return _unary(
         array,
         lambda v: np.broadcast_to(v, shape),
@@ -464,9 +477,7 @@ def _copy(a: Dual, order: str = "K", subok: bool = False) -> Dual:
 
 @_implements(np.concatenate)
 def _concatenate(arrays: Any, axis: Any = 0, out: Any = None, **kw: Any) -> Any:
-    arrays = list(arrays)
-    if axis is None:
-        arrays, axis = [np.ravel(a) for a in arrays], 0
+    arrays, axis = _joined(arrays, axis)
     tag = top_tag(arrays)
     k = _k(arrays, tag)
     parts = [_parts(a, tag, k) for a in arrays]

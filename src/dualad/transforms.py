@@ -45,9 +45,6 @@ __all__ = [
     "batch_jvp",
     "value_and_gradient",
     "value_and_jacobian",
-    "jacfwd",
-    "jacrev",
-    "grad",
     "vjp",
     "stop_gradient",
 ]
@@ -170,20 +167,8 @@ def _as_output(y: Any) -> Any:
         return y
     check_output(y)
     if isinstance(y, (list, tuple, dict)):
-        return np.asarray(_one_array_output(y), dtype=float)
+        return np.asarray(reverse._one_array_output(y), dtype=float)
     return y
-
-
-def _one_array_output(y: Any) -> Any:
-    """A list of plain numbers (one array), or an error: containers are never stacked here."""
-    if isinstance(y, list) and pytrees.is_leaf(y):
-        return y
-    raise DualError(
-        f"f returned a {type(y).__name__}; dualad never stacks a container into one array. The "
-        "da.* transforms take containers, but this call went to an array-only path (a numba.njit "
-        "function, or da.sparse_jacobian): pass engine='numpy' for a numba.njit function, or "
-        "return one array (np.stack or np.concatenate of the items)"
-    )
 
 
 def _extract(y: Any, tag: int, k: int) -> tuple[Any, Any]:
@@ -1021,52 +1006,6 @@ def hvp(
         v,
         engine="numpy",
     )[1]
-
-
-class _Transformed:
-    """What :func:`jacfwd`, :func:`jacrev` and :func:`grad` return: ``f``'s derivative as a
-    function of ``(x, *args)``.  An object rather than a closure so that it pickles whenever
-    ``f`` does (a module-level function), e.g. into ``multiprocessing`` workers."""
-
-    def __init__(self, api: Callable[..., Any], f: Callable[..., Any], name: str, **options: Any):
-        self._api, self._f, self._options = api, f, options
-        self.__name__ = self.__qualname__ = f"{name}({getattr(f, '__name__', 'f')})"
-        self.__doc__ = f"The {api.__name__} of {getattr(f, '__name__', 'f')} at x, args=args."
-
-    def __call__(self, x: Any, *args: Any) -> Any:
-        return self._api(self._f, x, args=args, **self._options)
-
-    def __repr__(self) -> str:
-        return f"<dualad {self.__name__}>"
-
-
-def jacfwd(
-    f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
-) -> Callable[..., Any]:
-    """``f``'s Jacobian as a function ``jac(x, *args)``, ready for SciPy's ``jac=`` arguments."""
-    _check_engine(engine)
-    return _Transformed(jacobian, f, "jacfwd", mode="forward", chunk_size=chunk_size, engine=engine)
-
-
-def grad(
-    f: Callable[..., Any],
-    *,
-    mode: str = "auto",
-    chunk_size: int | None = None,
-    engine: str = "auto",
-) -> Callable[..., Any]:
-    """``f``'s gradient as a function ``g(x, *args)``, e.g. for ``minimize(jac=)``."""
-    _check_mode(mode, engine)
-    return _Transformed(gradient, f, "grad", mode=mode, chunk_size=chunk_size, engine=engine)
-
-
-def jacrev(
-    f: Callable[..., Any], *, chunk_size: int | None = None, engine: str = "auto"
-) -> Callable[..., Any]:
-    """``f``'s Jacobian by reverse mode as a function ``jac(x, *args)`` (for SciPy's ``jac=``);
-    a ``numba.njit`` function runs by compiled reverse mode."""
-    _check_mode("reverse", engine)
-    return _Transformed(jacobian, f, "jacrev", mode="reverse", chunk_size=chunk_size, engine=engine)
 
 
 def _compiled_vjp(f: Any, x: Any, args: tuple[Any, ...]) -> tuple[Any, Callable[[Any], Any]]:

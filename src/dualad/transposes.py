@@ -32,7 +32,7 @@ from .reverse import (
 )
 from .reverse import _recording as reverse_recording
 from .reverse import pullback as reverse_pullback
-from .structural import _axes, _axis, _reject
+from .structural import _axes, _axis, _joined, _reject, _shape_tuple
 
 TRANSPOSES: dict[Any, Callable[..., Any]] = {}
 
@@ -143,7 +143,7 @@ def _expand_dims(a: Tracer, axis: Any) -> Tracer:
 
 @_transposes(np.broadcast_to)
 def _broadcast_to(array: Tracer, shape: Any, subok: bool = False) -> Tracer:
-    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    shape = _shape_tuple(shape)
     return _unary(array, lambda v: np.broadcast_to(v, shape), unbroadcast, "np.broadcast_to")
 
 
@@ -154,9 +154,7 @@ def _copy(a: Tracer, order: str = "K", subok: bool = False) -> Tracer:
 
 @_transposes(np.concatenate)
 def _concatenate(arrays: Any, axis: Any = 0, out: Any = None, **kw: Any) -> Any:
-    arrays = list(arrays)
-    if axis is None:
-        arrays, axis = [np.ravel(a) for a in arrays], 0
+    arrays, axis = _joined(arrays, axis)
     tape = tape_of(arrays)
     values = [value_of(a) for a in arrays]
     ax = _axis(axis, np.ndim(values[0]))
