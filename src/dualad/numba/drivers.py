@@ -214,21 +214,12 @@ def second_of(value_and_jacobian):  # noqa: ANN001, ANN201
     """
 
     def jacobian(x, *args):  # noqa: ANN001, ANN202
-        return jacobian_of(value_and_jacobian(x, *args))
+        pair = value_and_jacobian(x, *args)
+        # a tuple output: the pair itself (the shapes of its value's leaves cut J)
+        return pair if isinstance(pair[0], tuple) else pair[1]
 
     jacobian.driver = value_and_jacobian
     return jacobian
-
-
-def jacobian_of(pair):  # noqa: ANN001, ANN201
-    """J from ``(value, J)``; the pair itself for a tuple output (whose leaves' shapes cut J)."""
-
-
-@overload(jacobian_of)
-def _jacobian_of(pair):  # noqa: ANN001
-    if isinstance(pair[0], types.BaseTuple):
-        return lambda pair: pair
-    return lambda pair: pair[1]
 
 
 def flat_value(value):  # noqa: ANN001, ANN201
