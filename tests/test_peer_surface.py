@@ -409,7 +409,8 @@ _combo(
     [R((2, 2))],
     axis=[0, 1],
 )
-for _name in ("vstack", "hstack", "column_stack", "row_stack", "dstack"):
+# (row_stack: a deprecated alias of vstack in NumPy 2, which warns)
+for _name in ("vstack", "hstack", "column_stack", "dstack"):
     _combo(
         _name,
         _xp(lambda xp, n=_name: lambda a, b: getattr(xp, n)((a, b))),
@@ -532,6 +533,9 @@ def test_peer_pass_rate():
     assert counts["complex"]["pass"] >= 0.90 * sum(counts["complex"].values())
 
 
+# autograd warns when an input does not reach its output (a zero gradient for some cases here,
+# e.g. a function of a constant): that is the expected answer, which dualad gives too
+@pytest.mark.filterwarnings("ignore:Output seems independent of input:UserWarning")
 def test_autograd_agrees():
     """autograd's own gradient of the same L, on the cases dualad passes (autograd's complex
     convention is JAX's: dL/dx - i dL/dy)."""
