@@ -617,8 +617,9 @@ def crossover(
         return f"{head}: no crossover in range (no reverse engine ran)"
     if c["kind"] == "quick":
         return (
-            f"{head}: crossover not measured in quick mode ({c['repeats']} repeats; "
-            f"`make bench` measures it with {MIN_CROSSOVER_REPEATS} or more)"
+            f"{head}: crossover not claimed: {c['repeats']} repeats at some n, fewer than "
+            f"{MIN_CROSSOVER_REPEATS} (quick mode takes 3; in a full run, the time budget of "
+            "the slowest cells)"
         )
     if c["kind"] == "none":
         return f"{head}: no crossover in range (n = {c['ns'][0]}..{c['ns'][-1]})"

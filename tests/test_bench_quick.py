@@ -100,7 +100,7 @@ def test_crossover_is_claimed_only_with_enough_repeats_and_says_its_confidence()
     assert "crossover at n = 100" in line and "within the repeat spread" in line, line
     quick = {key: (*value[:3], 3) for key, value in clear.items()}
     line = bench.crossover(_rows(quick), "toy", ours_only=True)
-    assert "not measured in quick mode" in line and "crossover at" not in line, line
+    assert "crossover not claimed: 3 repeats" in line and "crossover at" not in line, line
     flipped = {**clear, ("dualad-rev", 100): (6.0, 5.9, 6.1, 7)}  # forward wins at the end
     assert "no crossover" in bench.crossover(_rows(flipped), "toy", ours_only=True)
     # the compiled engines' own crossover reads only their rows (here reverse never wins)
