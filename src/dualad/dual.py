@@ -655,7 +655,7 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
     another (``y = x + 1; y[0] = 0`` leaves x alone, as in NumPy).
     """
     cls = d.__class__
-    if cls is float or cls is int:
+    if cls is float or cls is int or cls is complex:
         if d == 1:
             return p.copy()
         if d == -1:
@@ -674,26 +674,11 @@ def _scale(d: Any, p: Any, tag: int = 0) -> Any:
         if d._tape.level > tag:  # its trace began inside this differentiation: not supported
             raise mixed_modes()
         return d[..., None] * p  # forward inside reverse: the tape records this product
-    if d.ndim == 0:
+    if d.ndim == 0 and d.dtype.kind != "c":  # (a complex one takes the array test below)
         return d * p if math.isfinite(d) else _zero_tangent_stays_zero(d, p)
     if _finite_array(d):
         return d[..., None] * p
     return _zero_tangent_stays_zero(d[..., None], p)
-
-
-def _scale_complex(d: Any, p: Any, tag: int = 0) -> Any:
-    """``_scale`` for a complex ``d`` or ``p``: the same product, with the same care for zero
-    tangents times infinite partials (NumPy's ``isfinite`` reads both parts of a complex)."""
-    if isinstance(d, (int, float, complex)):
-        return d * p
-    if isinstance(d, Carrier) and d.__class__ is not Dual and d._tape.level > tag:
-        raise mixed_modes()
-    dd = d[..., None] if np.ndim(d) else d
-    product = dd * p
-    if not np.all(np.isfinite(primal(d))):
-        with np.errstate(invalid="ignore"):
-            product = np.where(p == 0, 0.0, product)
-    return product
 
 
 def _finite_array(a: np.ndarray) -> bool:
@@ -782,7 +767,6 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
     y = rule.func(*vals)
     if not isinstance(y, _SCALAR_RESULT):
         y = np.asarray(y)
-    scale = _scale_complex if _dtype_of(y).kind == "c" else _scale
     tangent_sum = None
     k = 0
     terms = []
@@ -798,7 +782,7 @@ def apply_rule(rule: Rule, args: tuple[Any, ...]) -> Any:
         tangent_sum = _fused(terms, y)
     if tangent_sum is None:
         for d, p in terms:
-            contribution = scale(d, p, tag)
+            contribution = _scale(d, p, tag)
             tangent_sum = contribution if tangent_sum is None else tangent_sum + contribution
     if tangent_sum is None:  # every Dual argument enters through a zero partial
         k = next(a._partials.shape[-1] for a in args if a.__class__ is Dual and a._tag == tag)

@@ -36,7 +36,6 @@ from .dual import (
     ReverseModeUnsupported,
     _normalize_index,
     _scale,
-    _scale_complex,
     check_output,
     mixed_modes,
     user_code,
@@ -320,12 +319,11 @@ def _elementwise_vjp(ct: Any, payload: Any) -> list[Any]:
     cotangent times an infinite local derivative must give 0, not NaN.
     """
     rule, vals, y, positions = payload
-    scale = _scale_complex if y.dtype.kind == "c" else _scale
     grads = []
     for i in positions:
         partial = rule.partials[i]
         d = partial(*vals, y) if callable(partial) else partial
-        g = ct if d.__class__ is float and d == 1.0 else scale(d, ct)
+        g = ct if d.__class__ is float and d == 1.0 else _scale(d, ct)
         grads.append(unbroadcast(g, np.shape(vals[i])))
     return grads
 
