@@ -405,7 +405,7 @@ def _typer(func_label: str, rule_of: Any, primal_fn: Any, nin: int, elementwise:
         if rule is not None:
             return adjoint_impl(rule, primal_fn, argtypes)
         if rules.is_zero_derivative(primal_fn):
-            return _value_only_impl(primal_fn, argtypes)
+            return _on_values_impl(primal_fn, argtypes)
         scalars.refuse(scalars._no_rule_message(func_label))
 
     return scalars._with_arity(nin, select)
@@ -453,17 +453,12 @@ def _elementwise_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
 
 
 def _on_values_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
-    """A function of zero derivative (a comparison, floor) on the values alone."""
+    """A function of zero derivative (a comparison, floor) on the values alone, of adjoint
+    numbers or arrays."""
     reads = [
         f"x{i}.value" if isinstance(t, (AdjType, AdjArrayType)) else f"x{i}"
         for i, t in enumerate(argtypes)
     ]
-    names = ", ".join(f"x{i}" for i in range(len(argtypes)))
-    return generate(f"def impl({names}):\n    return fn({', '.join(reads)})\n", fn=fn)
-
-
-def _value_only_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
-    reads = [f"x{i}.value" if isinstance(t, AdjType) else f"x{i}" for i, t in enumerate(argtypes)]
     names = ", ".join(f"x{i}" for i in range(len(argtypes)))
     return generate(f"def impl({names}):\n    return fn({', '.join(reads)})\n", fn=fn)
 
@@ -474,7 +469,7 @@ def _value_only(fn: Any, nin: int):  # noqa: ANN202
             return _on_values_impl(fn, argtypes)
         if not any(isinstance(t, AdjType) for t in argtypes):
             return None
-        return _value_only_impl(fn, argtypes)
+        return _on_values_impl(fn, argtypes)
 
     return scalars._with_arity(nin, select)
 
