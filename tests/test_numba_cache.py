@@ -6,6 +6,7 @@ hit), and after the user's function changes a third compiles again and returns t
 function's derivative, not the cached one.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -144,6 +145,47 @@ def test_the_key_follows_dualad_version_and_the_function(monkeypatch):
     anonymous: dict = {}
     exec("def g(x):\n    return x\n", anonymous)  # noqa: S102
     assert cache.function_key(anonymous["g"]) is None  # no module to load it back from
+
+
+def _scaled_tanh(x):
+    return 2.5 * np.tanh(x) + (0.5, "a", frozenset({"b", "c"}))[0]
+
+
+def test_the_key_does_not_follow_reference_counts_or_hash_seeds():
+    """Compiling a function takes references to its constants, and marshal marks an object it
+    meets more than once by its reference count: a key made from marshal's bytes changed after
+    any compilation, so the next process missed the cache.  The key reads the code itself."""
+    key = cache.function_key(_scaled_tanh)
+    rules_before = hashlib.sha256()
+    cache._rules_digest(rules_before)
+    held = [list(_scaled_tanh.__code__.co_consts) for _ in range(3)]  # what a compiler keeps
+    held += [list(rule.partials) for rule in dualad.rules.RULES.values()]
+    held += [
+        fn.__code__.co_consts
+        for rule in dualad.rules.RULES.values()
+        for fn in rule.partials
+        if hasattr(fn, "__code__")
+    ]
+    rules_after = hashlib.sha256()
+    cache._rules_digest(rules_after)
+    assert cache.function_key(_scaled_tanh) == key
+    assert rules_after.hexdigest() == rules_before.hexdigest()
+    del held
+    # and the same in another process, whose string hashes (frozenset order) differ
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import test_numba_cache as t; "
+        "from dualad.numba import cache; print(cache.function_key(t._scaled_tanh))"
+    )
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        other = subprocess.run(
+            [sys.executable, "-c", script, str(Path(__file__).parent)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert other.stdout.strip() == key
 
 
 @pytest.mark.parametrize("setting", ["0", "OFF", "none", ""])

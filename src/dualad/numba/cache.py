@@ -25,7 +25,6 @@ import functools
 import hashlib
 import importlib.util
 import inspect
-import marshal
 import os
 import pickle
 import sys
@@ -89,9 +88,45 @@ def _engine_sources() -> str:
     return digest.hexdigest()
 
 
+def _code_object_digest(code: types.CodeType, digest: Any) -> None:
+    """Add a code object to ``digest`` by what it says: its bytecode, names, constants (nested
+    code too) and line table.  Not ``marshal.dumps``, whose bytes mark an object seen twice by
+    its reference count, so compiling a function (which keeps its constants) changed them."""
+    digest.update(code.co_code)
+    digest.update(code.co_linetable)
+    signature = (
+        code.co_name,
+        code.co_firstlineno,
+        code.co_flags,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+    )
+    digest.update(repr(signature).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            _code_object_digest(constant, digest)
+        else:
+            digest.update(_constant_repr(constant).encode())
+
+
+def _constant_repr(constant: Any) -> str:
+    """A code constant's text, the same in every process (a frozenset's order follows string
+    hashing, which differs per process: its items are sorted)."""
+    if isinstance(constant, frozenset):
+        return "frozenset(" + ",".join(sorted(_constant_repr(item) for item in constant)) + ")"
+    if isinstance(constant, tuple):
+        return "(" + ",".join(_constant_repr(item) for item in constant) + ",)"
+    return f"{type(constant).__name__}:{constant!r}"
+
+
 def _code_digest(fn: Any, digest: Any) -> None:
     """Add a Python function's code, defaults and closure constants to ``digest``."""
-    digest.update(marshal.dumps(fn.__code__))
+    _code_object_digest(fn.__code__, digest)
     digest.update(repr(fn.__defaults__).encode())
     for cell in fn.__closure__ or ():
         try:
