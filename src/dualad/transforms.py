@@ -928,6 +928,24 @@ def _compiled_second_order(
         return None
 
 
+def _forward_over_reverse(
+    f: Any, point: np.ndarray, directions: np.ndarray, K: int, args: tuple[Any, ...]
+) -> Any:
+    """``H @ directions`` (n, m) by compiled forward over reverse (``dualad.numba.adjoint``),
+    or None when that cannot record f: the nested-Dual path then takes it, with its own errors
+    and warnings (remembered per function, so a refusal costs one compilation)."""
+    from .numba import adjoint
+
+    key = _source_key(f)
+    if not isinstance(key, types.FunctionType) or key in adjoint.failed_second_order:
+        return None
+    try:
+        return adjoint.hvp(f, point, directions, K, args)
+    except (adjoint.NotRecordable, DualError) as error:
+        adjoint.failed_second_order[key] = str(error)
+        return None
+
+
 def hessian(
     f: Callable[..., Any],
     x: Any,
@@ -951,6 +969,13 @@ def hessian(
     if _compiled_second_order_wanted(f, x, args, engine):
         point = _float64_point(x)
         compiled = _compiled or _load_compiled()
+        from .numba.adjoint import HESSIAN_CHUNK
+
+        K = compiled.chunk_size_for(point.size, chunk_size, HESSIAN_CHUNK)
+        h = _forward_over_reverse(f, point, np.eye(point.size), K, args)
+        if h is not None:  # one number for both triangles, as the nested path gives
+            h = np.triu(h) + np.triu(h, 1).T
+            return _scalar(h.reshape(point.shape + point.shape))
         K = compiled.chunk_size_for(point.size, chunk_size, compiled.SECOND_ORDER_CHUNK)
         h = _compiled_second_order(f, point, args, engine, "hessian", K, point)
         if h is not None:
@@ -991,6 +1016,12 @@ def hvp(
         compiled = _compiled or _load_compiled()
         directions, single = _directions(point.shape, v, "hvp")
         directions = np.ascontiguousarray(directions, dtype=np.float64)
+        m = directions.shape[-1]
+        flat = directions.reshape(point.size, m)
+        out = _forward_over_reverse(f, point, flat, compiled.chunk_size_for(m), args)
+        if out is not None:
+            out = out.reshape(point.shape + (m,))
+            return _scalar(out[..., 0] if single else out)
         K = (
             compiled.chunk_size_for(point.size, None, compiled.SECOND_ORDER_CHUNK),
             directions.shape[-1],
