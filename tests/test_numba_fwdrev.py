@@ -165,6 +165,19 @@ def test_scalar_input():
     assert_close(da.hvp(_scalar_input, x, 2.0), 2.0 * expected)
 
 
+@numba.njit
+def stopped(x):
+    """stop_gradient and primal drop the whole derivative, the tangents of a Dual value too."""
+    return x[0] * da.stop_gradient(x[0]) * x[1] + np.sum(da.primal(x) * x * x)
+
+
+def test_stop_gradient_stops_second_derivatives():
+    x = X[:4]
+    expected = da.hessian(stopped.py_func, x, engine="numpy")  # as JAX's stop_gradient
+    assert expected[0, 0] == 2.0 * x[0] and expected[0, 1] == x[0]  # stop(x0): 0, not 2 x1
+    assert_close(da.hessian(stopped, x), expected)
+
+
 # --- refusals and the fallback to nested Duals ---------------------------------------------------
 
 
@@ -202,6 +215,26 @@ def restore_rules():
 
 def _blend(a, b, t):
     return a * (1.0 - t) + b * t
+
+
+def _snap(x):
+    return np.floor(x)
+
+
+def test_a_registered_rule_gives_the_tangent_of_the_value_too(restore_rules):
+    """A rule that is not the derivative of the source (a straight-through floor): the value's
+    tangent comes from the rule, as in the other engines, not from the floor's zero."""
+    snap = da.register_rule(_snap, lambda x, y: 1.0 + 0.0 * x, name="snap")
+
+    def snapped(x):
+        return snap(x[0]) ** 2 * x[1]
+
+    x = np.array([1.7, -0.6])
+    h = da.hessian(numba.njit(snapped), x)
+    assert snapped not in adjoint.failed_second_order
+    expected = da.hessian(snapped, x, engine="numpy")
+    assert expected[0, 0] == 2.0 * x[1]  # d/dx0 of 2 floor(x0) x1 by the rule
+    assert_close(h, expected)
 
 
 def test_three_input_rule_runs_on_nested_duals(restore_rules):

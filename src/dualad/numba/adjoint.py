@@ -653,8 +653,9 @@ def register_table() -> None:
         if isinstance(key, np.ufunc):
             _overload(key, _ufunc_typer(key))
         elif rule.func is key:
-            prim = scalars._primal_of(key)
-            _overload(key, _typer(label(key), lambda k=key: rules.lookup(k), prim, rule.nin))
+            # the value by the function's forward overload: its compiled source on floats, its
+            # rule on Duals (second order), never the source's own derivative
+            _overload(key, _typer(label(key), lambda k=key: rules.lookup(k), key, rule.nin))
     global _fixed_done
     if _fixed_done:
         return
