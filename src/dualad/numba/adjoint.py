@@ -1271,6 +1271,22 @@ def vjp(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
     return value, pullback
 
 
+@numba.njit
+def _mirror_upper(h):  # noqa: ANN001, ANN202
+    n = h.shape[0]
+    for i in range(n):
+        for j in range(i + 1, n):
+            h[j, i] = h[i, j]
+    return h
+
+
+def hessian(f: Any, point: np.ndarray, K: int, args: tuple[Any, ...]) -> Any:
+    """H (n, n) of a scalar f: :func:`hvp` of the identity, ceil(n / K) passes; the entries
+    below the diagonal are those above it (one number for both triangles, as in the nested-Dual
+    path), mirrored in compiled code."""
+    return _mirror_upper(hvp(f, point, np.eye(point.size), K, args))
+
+
 def hvp(f: Any, point: np.ndarray, directions: np.ndarray, K: int, args: tuple[Any, ...]) -> Any:
     """``H @ directions`` (shape (n, m)) of a scalar f at ``point`` by forward over reverse:
     one recording on Duals of K tangents and one sweep per chunk of K directions."""
