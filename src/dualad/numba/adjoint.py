@@ -43,8 +43,9 @@ end as ``grad f + eps * (H @ V)``: one recording and one sweep give K Hessian-ve
 :func:`make_hvp` loops over chunks of K directions in compiled code, reusing the tape, so
 ``da.hvp`` is one pass for up to 12 directions and ``da.hessian`` (V = I) ceil(n / K) passes of
 cost O(K * cost of f): O(n^2) for Rosenbrock against O(n^3) for nested Duals.
-:data:`HESSIAN_CHUNK` = 8: at n = 100 (loop Rosenbrock) K = 4, 8, 12 and 16 timed within 10 % of
-each other (the work is n tangents per operation whatever K), and K = 8 compiled fastest.
+:data:`HESSIAN_CHUNK` = 8: at n = 100 (loop Rosenbrock, load 3.8 on 2 cores) K = 4, 8, 12 and
+16 took 421, 397, 388 and 378 us per Hessian (the work is n tangents per operation whatever K)
+and 6-9 s of CPU to compile, so the middle one stays.
 What this cannot record (a refusal, or Numba failing to type an operation on Duals) goes to the
 nested-Dual path of :mod:`.second` with its own errors (``transforms._forward_over_reverse``).
 """
