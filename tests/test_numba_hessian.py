@@ -1,4 +1,6 @@
-"""Compiled Hessians and HVPs: nested Duals inside Numba (dualad.numba.second).
+"""Compiled Hessians and HVPs through the public API: forward over reverse (dualad.numba.adjoint
+on Duals), with the nested Duals of dualad.numba.second where that cannot record f (see
+test_numba_fwdrev.py, which also checks the two paths against each other).
 
 Each result is checked against a hand-derived Hessian, the NumPy engine's forward-over-forward
 Hessian of the same source, exact symmetry, and ``hvp`` against ``hessian @ v``.  Every function
@@ -122,13 +124,16 @@ def test_a_plain_function_with_engine_numba():
 
 
 def test_whole_array_code_falls_back_with_a_warning():
-    @numba.njit
-    def sliced(x):
-        return np.sum(x[1:] * x[:-1])
+    """np.cumsum is neither recorded by compiled reverse mode nor compiled on nested Duals."""
 
-    with pytest.warns(UserWarning, match="dualad could not compile sliced"):
-        h = da.hessian(sliced, X, chunk_size=K)
-    assert_close(h, np.eye(5, k=1) + np.eye(5, k=-1))
+    @numba.njit
+    def cumulative(x):
+        return np.sum(np.cumsum(x) ** 2)
+
+    with pytest.warns(UserWarning, match="dualad could not compile cumulative"):
+        h = da.hessian(cumulative, X, chunk_size=K)
+    lower = np.tril(np.ones((5, 5)))  # cumsum(x) = L @ x, so H = 2 L.T L
+    assert_close(h, 2 * lower.T @ lower)
 
 
 def test_vector_output_is_refused():

@@ -928,6 +928,27 @@ def _compiled_second_order(
         return None
 
 
+def _forward_over_reverse(
+    f: Any, point: np.ndarray, directions: np.ndarray | None, K: int, args: tuple[Any, ...]
+) -> Any:
+    """``H @ directions`` (n, m), or H for ``directions=None``, by compiled forward over
+    reverse (``dualad.numba.adjoint``), or None when that cannot record f: the nested-Dual path
+    then takes it, with its own errors and warnings (remembered per function, so a refusal
+    costs one compilation)."""
+    from .numba import adjoint
+
+    key = _source_key(f)
+    if not isinstance(key, types.FunctionType) or key in adjoint.failed_second_order:
+        return None
+    try:
+        if directions is None:
+            return adjoint.hessian(f, point, K, args)
+        return adjoint.hvp(f, point, directions, K, args)
+    except (adjoint.NotRecordable, DualError) as error:
+        adjoint.failed_second_order[key] = str(error)
+        return None
+
+
 def hessian(
     f: Callable[..., Any],
     x: Any,
@@ -940,9 +961,12 @@ def hessian(
 
     On the NumPy engine the outer pass carries ``chunk_size`` directions (by default as many as
     keep the nested partials, ``n * n * chunk`` entries, inside the memory budget); the inner
-    gradient all ``n``.  A ``numba.njit`` function (or ``engine="numba"``) runs compiled, on
-    nested Duals: one pass per block of ``chunk_size`` x ``chunk_size`` entries on or above the
-    diagonal (default ``dualad.numba.SECOND_ORDER_CHUNK``), the result exactly symmetric.
+    gradient all ``n``.  A ``numba.njit`` function (or ``engine="numba"``) runs compiled, by
+    forward over reverse: one recording and one backward sweep on Duals of ``chunk_size``
+    tangents per chunk of columns (default ``dualad.numba.adjoint.HESSIAN_CHUNK``); where
+    compiled reverse mode cannot record f, on nested Duals: one pass per block of
+    ``chunk_size`` x ``chunk_size`` entries on or above the diagonal (default
+    ``dualad.numba.SECOND_ORDER_CHUNK``).  Either way the result is exactly symmetric.
     ``engine`` is as for :func:`value_and_jacobian`.
     """
     _check_engine(engine)
@@ -951,6 +975,12 @@ def hessian(
     if _compiled_second_order_wanted(f, x, args, engine):
         point = _float64_point(x)
         compiled = _compiled or _load_compiled()
+        from .numba.adjoint import HESSIAN_CHUNK
+
+        K = compiled.chunk_size_for(point.size, chunk_size, HESSIAN_CHUNK)
+        h = _forward_over_reverse(f, point, None, K, args)
+        if h is not None:
+            return _scalar(h.reshape(point.shape + point.shape))
         K = compiled.chunk_size_for(point.size, chunk_size, compiled.SECOND_ORDER_CHUNK)
         h = _compiled_second_order(f, point, args, engine, "hessian", K, point)
         if h is not None:
@@ -980,8 +1010,9 @@ def hvp(
     """Hessian-vector product ``H(x) @ v`` of a scalar-valued ``f``; shape of ``x``.
 
     ``v`` may carry a trailing axis of k directions (the result then has shape
-    ``x.shape + (k,)``).  A ``numba.njit`` function runs compiled, on nested Duals whose outer
-    directions are v; ``engine`` is as for :func:`value_and_jacobian`.
+    ``x.shape + (k,)``).  A ``numba.njit`` function runs compiled, by forward over reverse (one
+    recording and one sweep per 12 directions), or on nested Duals whose outer directions are v
+    where compiled reverse mode cannot record f; ``engine`` is as for :func:`value_and_jacobian`.
     """
     _check_engine(engine)
     if wirtinger.is_complex_point(x):
@@ -991,6 +1022,12 @@ def hvp(
         compiled = _compiled or _load_compiled()
         directions, single = _directions(point.shape, v, "hvp")
         directions = np.ascontiguousarray(directions, dtype=np.float64)
+        m = directions.shape[-1]
+        flat = directions.reshape(point.size, m)
+        out = _forward_over_reverse(f, point, flat, compiled.chunk_size_for(m), args)
+        if out is not None:
+            out = out.reshape(point.shape + (m,))
+            return _scalar(out[..., 0] if single else out)
         K = (
             compiled.chunk_size_for(point.size, None, compiled.SECOND_ORDER_CHUNK),
             directions.shape[-1],

@@ -22,6 +22,32 @@ holds only the tape's data pointer (no reference count per operation): the drive
 reference keeps it alive, and :func:`record` writes the node with a few LLVM stores.  A node
 costs 32 bytes (two int64 parents, two float64 partials), its adjoint 8 more; the node arrays
 double when full.
+
+Second order (forward over reverse)
+-----------------------------------
+``AdjType`` is parametrized by the type of its value and scale: float64, or a forward-mode
+``Dual(K)`` of :mod:`.dualtypes`.  Everything above is written once for both: an operation's
+value is the primal of the values (the forward overloads when they are Duals), its local partials
+are the rule's compiled partials evaluated on those values
+(:func:`dualad.numba.scalars.partial_on_values`), so on Duals they carry their own derivative
+along the K seeded directions, and the scale products are Dual products.  No second-derivative
+formula is written anywhere.  An AdjArray of Duals holds DualArrays as its value and scale arrays,
+so the array overloads (indexing, np.empty_like, ufuncs, sum, dot) carry over; a float Adj (a
+sum's 0) widens to a Dual one by unification.  A zero test of a scale or partial (:func:`scaled`,
+:func:`link`) is of all its entries: a partial of zero value can carry a second derivative.
+
+The tape is the same jitclass with ``width`` = K + 1 floats per partial (value, then tangents);
+:func:`sweep_tangents` pulls Dual adjoints back, ``width`` floats per variable.  Seeding the
+inputs' tangents with directions V and the output's adjoint with its scale, the inputs' adjoints
+end as ``grad f + eps * (H @ V)``: one recording and one sweep give K Hessian-vector products.
+:func:`make_hvp` loops over chunks of K directions in compiled code, reusing the tape, so
+``da.hvp`` is one pass for up to 12 directions and ``da.hessian`` (V = I) ceil(n / K) passes of
+cost O(K * cost of f): O(n^2) for Rosenbrock against O(n^3) for nested Duals.
+:data:`HESSIAN_CHUNK` = 8: at n = 100 (loop Rosenbrock, load 3.8 on 2 cores) K = 4, 8, 12 and
+16 took 421, 397, 388 and 378 us per Hessian (the work is n tangents per operation whatever K)
+and 6-9 s of CPU to compile, so the middle one stays.
+What this cannot record (a refusal, or Numba failing to type an operation on Duals) goes to the
+nested-Dual path of :mod:`.second` with its own errors (``transforms._forward_over_reverse``).
 """
 
 from __future__ import annotations
@@ -53,7 +79,18 @@ from .. import rules
 from ..dual import DualError, label, primal
 from ..transforms import stop_gradient
 from . import NotCompilable, scalars
-from .dualtypes import generate, overload_first, readonly
+from .dualtypes import (
+    DualArrayType,
+    DualType,
+    _k_of,
+    generate,
+    make_dual_array,
+    overload_first,
+    readonly,
+    tuple_source,
+)
+from .scalars import is_zero
+from .second import _NOT_SCALAR
 
 _REAL = (types.Float, types.Integer, types.Boolean)
 
@@ -68,17 +105,20 @@ BYTES_PER_ADJOINT = 8
         ("partials", numba.float64[::1]),
         ("n", numba.int64),
         ("base", numba.int64),
+        ("width", numba.int64),
     ]
 )
 class Tape:
     """The nodes of one evaluation: node k has parents ``parents[2k], parents[2k + 1]`` (two
-    distinct variables, both recorded, see :func:`link`) with partials ``partials[2k], ...``."""
+    distinct variables, both recorded, see :func:`link`) with partials ``partials[2k], ...``;
+    each partial is ``width`` floats (1, or a Dual's value and K tangents; see Second order)."""
 
-    def __init__(self, base, parents, partials):  # noqa: ANN001
+    def __init__(self, base, parents, partials, width):  # noqa: ANN001
         self.parents = parents  # the call's workspace (see Workspace), grown when full
-        self.partials = partials
+        self.partials = partials  # at least width * parents.size entries
         self.n = 0
         self.base = base
+        self.width = width
 
     def nbytes(self):  # noqa: ANN201
         return 8 * (self.parents.size + self.partials.size)
@@ -92,7 +132,7 @@ def _grow(tape):  # noqa: ANN001, ANN202 - compiled into record's rare branch
     parents = np.empty(2 * tape.parents.size, np.int64)
     partials = np.empty(2 * tape.partials.size, np.float64)
     parents[:used] = tape.parents[:used]
-    partials[:used] = tape.partials[:used]
+    partials[: used * tape.width] = tape.partials[: used * tape.width]
     tape.parents = parents
     tape.partials = partials
 
@@ -122,7 +162,20 @@ def record(typingctx, tape, a, ca, b, cb):  # noqa: ANN001
     stores (a jitclass method reference-counts each array it reads)."""
     if tape != types.voidptr:
         return None
-    sig = types.int64(types.voidptr, types.int64, types.float64, types.int64, types.float64)
+    if isinstance(ca, types.Float) and isinstance(cb, types.Float):
+        part = types.float64
+    elif isinstance(ca, DualType) and ca == cb and ca.base == types.float64:
+        part = ca  # a Dual partial: its value and K tangents, one after another
+    else:
+        return None
+    sig = types.int64(types.voidptr, types.int64, part, types.int64, part)
+    width = 1 if part == types.float64 else part.K + 1
+
+    def floats(context, builder, c):  # noqa: ANN001, ANN202
+        if part == types.float64:
+            return [c]
+        dual = cgutils.create_struct_proxy(part)(context, builder, value=c)
+        return [dual.value] + [builder.extract_value(dual.partials, k) for k in range(part.K)]
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
         ptr, a, ca, b, cb = args
@@ -143,8 +196,10 @@ def record(typingctx, tape, a, ca, b, cb):  # noqa: ANN001
         second = builder.add(twice, context.get_constant(types.int64, 1))
         builder.store(a, builder.gep(parents.data, [twice]))
         builder.store(b, builder.gep(parents.data, [second]))
-        builder.store(ca, builder.gep(partials.data, [twice]))
-        builder.store(cb, builder.gep(partials.data, [second]))
+        at = builder.mul(twice, context.get_constant(types.int64, width))
+        for k, value in enumerate(floats(context, builder, ca) + floats(context, builder, cb)):
+            place = builder.add(at, context.get_constant(types.int64, k))
+            builder.store(value, builder.gep(partials.data, [place]))
         setattr(data, _mangle_attr("n"), builder.add(n, context.get_constant(types.int64, 1)))
         return builder.add(_field(data, "base"), n)
 
@@ -154,8 +209,9 @@ def record(typingctx, tape, a, ca, b, cb):  # noqa: ANN001
 @numba.njit
 def scaled(index, scale):  # noqa: ANN001, ANN201
     """(index, scale) of ``scale * variable``: a constant (-1, 0.0) when the scale is zero, so a
-    zero derivative stays zero through an infinite local partial (as in forward mode)."""
-    if index < 0 or scale == 0.0:
+    zero derivative stays zero through an infinite local partial (as in forward mode).  A Dual
+    scale is zero when all its entries are: one of zero value can carry a second derivative."""
+    if index < 0 or is_zero(scale):
         return -1, 0.0
     return index, scale
 
@@ -164,9 +220,9 @@ def scaled(index, scale):  # noqa: ANN001, ANN201
 def link(tape, a, ca, b, cb):  # noqa: ANN001, ANN201
     """(index, scale) of ``ca * a + cb * b``: a tape node only when both terms are live and
     distinct; else the live term itself (no node), or a constant."""
-    if a < 0 or ca == 0.0:
+    if a < 0 or is_zero(ca):
         return scaled(b, cb)
-    if b < 0 or cb == 0.0:
+    if b < 0 or is_zero(cb):
         return a, ca
     if a == b:
         return scaled(a, ca + cb)
@@ -192,48 +248,64 @@ def sweep(tape, adj):  # noqa: ANN001, ANN201
 class AdjType(types.Type):
     """A reverse-mode number inside compiled code: value, tape index, scale, tape.  It stands
     for ``scale * variable[index]`` (index -1: a constant), so a chain of one-input operations
-    multiplies the scale and records nothing."""
+    multiplies the scale and records nothing.  ``base`` is the type of the value and the scale:
+    float64, or a forward-mode Dual (second order, see the module's docstring)."""
 
-    def __init__(self) -> None:
-        super().__init__(name="Adj")
+    def __init__(self, base: Any = types.float64) -> None:
+        self.base = base
+        super().__init__(name="Adj" if base == types.float64 else f"Adj({base})")
 
     def unify(self, typingctx, other):  # noqa: ANN001 - numba's protocol
-        if isinstance(other, _REAL):
+        if isinstance(other, _REAL) or self._widens(other):
             return self
         return None
+
+    def can_convert_from(self, typingctx, other):  # noqa: ANN001 - numba's protocol
+        return types.Conversion.safe if self._widens(other) else None
+
+    def _widens(self, other: Any) -> bool:
+        """A float Adj (a constant made by dualad's loops, e.g. a sum's 0) becomes a Dual one."""
+        return (
+            isinstance(other, AdjType)
+            and other.base == types.float64
+            and self.base != types.float64
+        )
 
 
 ADJ = AdjType()
 
 
-class AdjArrayType(types.Type):
-    """An array of reverse-mode numbers: value, index and scale arrays of one shape."""
+def _base_of(array: Any) -> Any:
+    """The adjoint value type of a value array: float64, or the Dual of a DualArray."""
+    return DualType(array.K) if isinstance(array, DualArrayType) else types.float64
 
-    def __init__(
-        self, value_type: types.Array, index_type: types.Array, scale_type: types.Array
-    ) -> None:
+
+class AdjArrayType(types.Type):
+    """An array of reverse-mode numbers: value, index and scale arrays of one shape (the value
+    and scale arrays are DualArrays when the values are Duals)."""
+
+    def __init__(self, value_type: Any, index_type: types.Array, scale_type: Any) -> None:
         self.value_type, self.index_type, self.scale_type = value_type, index_type, scale_type
         self.ndim = value_type.ndim
+        self.base = _base_of(value_type)
         super().__init__(name=f"AdjArray({value_type}, {index_type}, {scale_type})")
 
 
 class AdjDtypeType(types.Type):
     """``x.dtype`` of an AdjArray: tells ``np.zeros(m, dtype=x.dtype)`` to record on x's tape."""
 
-    def __init__(self) -> None:
-        super().__init__(name="AdjDtype")
-
-
-ADJ_DTYPE = AdjDtypeType()
+    def __init__(self, base: Any = types.float64) -> None:
+        self.base = base
+        super().__init__(name="AdjDtype" if base == types.float64 else f"AdjDtype({base})")
 
 
 @register_model(AdjType)
 class _AdjModel(models.StructModel):
     def __init__(self, dmm, fe_type):  # noqa: ANN001
         members = [
-            ("value", types.float64),
+            ("value", fe_type.base),
             ("index", types.int64),
-            ("scale", types.float64),
+            ("scale", fe_type.base),
             ("tape", types.voidptr),
         ]
         super().__init__(dmm, fe_type, members)
@@ -267,15 +339,13 @@ def _struct(result: types.Type, names: tuple[str, ...]):  # noqa: ANN202
     def codegen(context, builder, sig, args):  # noqa: ANN001
         s = cgutils.create_struct_proxy(result)(context, builder)
         for name, arg, ty in zip(names, args, sig.args, strict=True):
-            target = {"value": types.float64, "index": types.int64, "scale": types.float64}.get(
-                name, ty
-            )
             if name == "tape":  # a raw pointer: the driver's reference keeps the tape alive
                 s.tape = arg
             elif isinstance(result, AdjArrayType):
                 setattr(s, name, arg)
                 context.nrt.incref(builder, ty, arg)
             else:
+                target = types.int64 if name == "index" else result.base
                 setattr(s, name, context.cast(builder, arg, ty, target))
         return s._getvalue()
 
@@ -284,29 +354,55 @@ def _struct(result: types.Type, names: tuple[str, ...]):  # noqa: ANN202
 
 @intrinsic
 def make_adj(typingctx, value, index, scale, tape):  # noqa: ANN001
-    """An Adj from a real value, an integer index, a real scale and a tape."""
+    """An Adj from a value, an integer index, a scale and a tape: reals (an Adj of float64), or
+    a Dual value with a Dual or real scale (an Adj of that Dual)."""
+    if isinstance(value, DualType) and value.base == types.float64:
+        base = value
+    elif isinstance(value, _REAL):
+        base = types.float64
+    else:
+        return None
     if (
-        not isinstance(value, _REAL)
-        or not isinstance(index, types.Integer)
-        or not isinstance(scale, _REAL)
+        not isinstance(index, types.Integer)
+        or not (isinstance(scale, _REAL) or scale == base)
         or tape != types.voidptr
     ):
         return None
-    return ADJ(value, index, scale, tape), _struct(ADJ, ("value", "index", "scale", "tape"))
+    result = AdjType(base)
+    return result(value, index, scale, tape), _struct(result, ("value", "index", "scale", "tape"))
+
+
+def _value_array(t: Any) -> bool:
+    return isinstance(t, types.Array) or (
+        isinstance(t, DualArrayType) and isinstance(t.value_type, types.Array)
+    )
 
 
 @intrinsic
 def make_adj_array(typingctx, value, index, scale, tape):  # noqa: ANN001
-    """An AdjArray from float64 value, int64 index and float64 scale arrays of one shape."""
-    if not all(isinstance(t, types.Array) for t in (value, index, scale)):
+    """An AdjArray from value, int64 index and scale arrays of one shape: float64 arrays, or
+    DualArrays (values and scales) of one K."""
+    if not all(_value_array(t) for t in (value, index, scale)):
+        return None
+    if _base_of(value) != _base_of(scale):
         return None
     result = AdjArrayType(value, index, scale)
     return result(value, index, scale, tape), _struct(result, ("value", "index", "scale", "tape"))
 
 
 @intrinsic
-def adj_dtype(typingctx, tape):  # noqa: ANN001
-    return ADJ_DTYPE(tape), _struct(ADJ_DTYPE, ("tape",))
+def adj_dtype(typingctx, tape, like):  # noqa: ANN001
+    """``dtype`` of the AdjArray ``like``, recording on ``tape``."""
+    if tape != types.voidptr or not isinstance(like, AdjArrayType):
+        return None
+    result = AdjDtypeType(like.base)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        s = cgutils.create_struct_proxy(result)(context, builder)
+        s.tape = args[0]
+        return s._getvalue()
+
+    return result(tape, like), codegen
 
 
 @lower_cast(types.Float, AdjType)
@@ -315,11 +411,56 @@ def adj_dtype(typingctx, tape):  # noqa: ANN001
 def _real_to_adj(context, builder, fromty, toty, val):  # noqa: ANN001
     """A constant: index -1 and no tape (a null one, never read since the index says so)."""
     s = cgutils.create_struct_proxy(toty)(context, builder)
-    s.value = context.cast(builder, val, fromty, types.float64)
+    s.value = context.cast(builder, val, fromty, toty.base)
     s.index = context.get_constant(types.int64, -1)
-    s.scale = context.get_constant(types.float64, 0.0)
+    zero = context.get_constant(types.float64, 0.0)
+    s.scale = context.cast(builder, zero, types.float64, toty.base)
     s.tape = context.get_constant_null(types.voidptr)
     return s._getvalue()
+
+
+@lower_cast(AdjType, AdjType)
+def _widen_adj(context, builder, fromty, toty, val):  # noqa: ANN001
+    """A float Adj as a Dual one: value and scale with zero tangents (see AdjType.unify)."""
+    if not toty._widens(fromty):
+        raise errors.NumbaNotImplementedError(f"cannot convert {fromty} to {toty}")
+    old = cgutils.create_struct_proxy(fromty)(context, builder, value=val)
+    s = cgutils.create_struct_proxy(toty)(context, builder)
+    s.value = context.cast(builder, old.value, fromty.base, toty.base)
+    s.index = old.index
+    s.scale = context.cast(builder, old.scale, fromty.base, toty.base)
+    s.tape = old.tape
+    return s._getvalue()
+
+
+def as_values(v, like):  # noqa: ANN001, ANN201
+    """The float array ``v`` as value (or scale) array of ``like``'s adjoint numbers (an Adj,
+    AdjArray or AdjDtype): itself, or a DualArray of it with zero tangents."""
+
+
+@overload(as_values)
+def _as_values(v, like):  # noqa: ANN001
+    if like.base == types.float64:
+        return lambda v, like: v
+    K = like.base.K
+    return generate(
+        f"def impl(v, like):\n    return make_dual_array(v, np.zeros(v.shape + ({K},)), {K})\n"
+    )
+
+
+def zero_adj(like):  # noqa: ANN001, ANN201
+    """A constant 0 of ``like``'s adjoint type, on its tape (a sum's start)."""
+
+
+@overload(zero_adj)
+def _zero_adj(like):  # noqa: ANN001
+    if like.base == types.float64:
+        return lambda like: make_adj(0.0, -1, 0.0, like.tape)
+    zeros = tuple_source(["0.0"] * like.base.K)
+    return generate(
+        f"def impl(like):\n    return make_adj(make_dual(0.0, {zeros}), -1, 0.0, like.tape)\n",
+        make_adj=make_adj,
+    )
 
 
 # --- scalar operations from the rule table -------------------------------------------------------
@@ -336,7 +477,7 @@ def adjoint_impl(rule: rules.Rule, primal_fn: Any, argtypes: tuple[Any, ...]) ->
     mask = [isinstance(t, AdjType) for t in argtypes]
     if sum(mask) > 2:
         scalars.refuse(f"compiled reverse mode records at most two adjoint inputs ({rule.name})")
-    plain = tuple(types.float64 if m else t for m, t in zip(mask, argtypes, strict=True))
+    plain = tuple(t.base if m else t for m, t in zip(mask, argtypes, strict=True))
     env: dict[str, Any] = {"primal": primal_fn, "scaled": scaled, "link": link}
     env["make_adj"] = make_adj
     values = ", ".join(f"v{i}" for i in range(len(argtypes)))
@@ -354,7 +495,7 @@ def adjoint_impl(rule: rules.Rule, primal_fn: Any, argtypes: tuple[Any, ...]) ->
                 f"{rule.name} is not differentiable in its input {i + 1}; pass a plain number"
             )
         if callable(partial):
-            env[f"d{i}"] = scalars._compiled_partial(rule, i, plain)
+            env[f"d{i}"] = scalars.partial_on_values(rule, i, plain)
             body.append(f"c{i} = d{i}({values}, y)")
         else:
             body.append(f"c{i} = {float(partial)!r}")
@@ -436,9 +577,9 @@ def _elementwise_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
     for i in arrays:
         body += [f"if x{i}.shape != shape:", "    raise ValueError('arrays of different shapes')"]
     body += [
-        "value = np.empty(shape)",
+        f"value = as_values(np.empty(shape), x{first})",
         "index = np.empty(shape, np.int64)",
-        "scale = np.empty(shape)",
+        f"scale = as_values(np.empty(shape), x{first})",
         "for idx in np.ndindex(shape):",
         f"    r = fn({reads})",
         "    value[idx] = r.value",
@@ -448,7 +589,11 @@ def _elementwise_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
     ]
     source = f"def impl({names}):\n" + "".join(f"    {line}\n" for line in body)
     return generate(
-        source, label=f"adjoint array {label(fn)}", fn=fn, make_adj_array=make_adj_array
+        source,
+        label=f"adjoint array {label(fn)}",
+        fn=fn,
+        make_adj_array=make_adj_array,
+        as_values=as_values,
     )
 
 
@@ -509,8 +654,9 @@ def register_table() -> None:
         if isinstance(key, np.ufunc):
             _overload(key, _ufunc_typer(key))
         elif rule.func is key:
-            prim = scalars._primal_of(key)
-            _overload(key, _typer(label(key), lambda k=key: rules.lookup(k), prim, rule.nin))
+            # the value by the function's forward overload: its compiled source on floats, its
+            # rule on Duals (second order), never the source's own derivative
+            _overload(key, _typer(label(key), lambda k=key: rules.lookup(k), key, rule.nin))
     global _fixed_done
     if _fixed_done:
         return
@@ -590,7 +736,8 @@ def _setitem(a, idx, val):  # noqa: ANN001
         scalars.refuse(_LOST_IN_FLOAT_ARRAY)
     if not isinstance(a, AdjArrayType):
         return None
-    if not a.value_type.mutable:
+    values = a.value_type.value_type if isinstance(a.value_type, DualArrayType) else a.value_type
+    if not values.mutable:
         scalars.refuse(_WRITE_INTO_INPUT)
     if isinstance(val, (AdjType, AdjArrayType)):
 
@@ -631,7 +778,7 @@ def _transpose(a):  # noqa: ANN001
 
 @overload_attribute(AdjArrayType, "dtype")
 def _dtype(a):  # noqa: ANN001
-    return lambda a: adj_dtype(a.tape)
+    return lambda a: adj_dtype(a.tape, a)
 
 
 @overload_method(AdjArrayType, "copy")
@@ -644,10 +791,11 @@ def _like(fill: str):  # noqa: ANN202
         if not isinstance(a, AdjArrayType):
             return None
         return generate(
-            f"def impl(a):\n    v = np.{fill}_like(a.value)\n"
-            "    return make_adj_array(v, np.full(v.shape, -1, np.int64), np.zeros(v.shape), "
-            "a.tape)\n",
+            f"def impl(a):\n    v = np.{fill}(a.shape)\n"
+            "    return make_adj_array(as_values(v, a), np.full(v.shape, -1, np.int64), "
+            "as_values(np.zeros(v.shape), a), a.tape)\n",
             make_adj_array=make_adj_array,
+            as_values=as_values,
         )
 
     return typer
@@ -665,9 +813,10 @@ def _allocate(fill: str):  # noqa: ANN202
         lead = "(shape,)" if isinstance(shape, types.Integer) else "shape"
         return generate(
             f"def impl(shape, dtype=None):\n    v = np.{fill}({lead})\n"
-            "    return make_adj_array(v, np.full(v.shape, -1, np.int64), np.zeros(v.shape), "
-            "dtype.tape)\n",
+            "    return make_adj_array(as_values(v, dtype), np.full(v.shape, -1, np.int64), "
+            "as_values(np.zeros(v.shape), dtype), dtype.tape)\n",
             make_adj_array=make_adj_array,
+            as_values=as_values,
         )
 
     return typer
@@ -679,8 +828,9 @@ overload_first(np.ones)(_allocate("ones"))
 
 
 def _primal(x):  # noqa: ANN001
+    """The value, as floats: a Dual value's tangents are derivatives too (second order)."""
     if isinstance(x, (AdjType, AdjArrayType)):
-        return lambda x: x.value
+        return lambda x: primal(x.value)
     return None
 
 
@@ -689,7 +839,7 @@ overload_first(stop_gradient)(_primal)
 
 
 def _sum_impl(a):  # noqa: ANN001, ANN202
-    s = make_adj(0.0, -1, 0.0, a.tape)
+    s = zero_adj(a)
     for idx in np.ndindex(a.shape):
         s = s + a[idx]
     return s
@@ -722,7 +872,8 @@ def _product(a, b):  # noqa: ANN001, ANN202
         return None
     if a.ndim not in (1, 2) or b.ndim not in (1, 2):
         scalars.refuse(_MATMUL.format(a.ndim, b.ndim))
-    tape = "a.tape" if isinstance(a, AdjArrayType) else "b.tape"
+    like = "a" if isinstance(a, AdjArrayType) else "b"
+    tape = f"{like}.tape"
     row = "i, k" if a.ndim == 2 else "k"
     col = "k, j" if b.ndim == 2 else "k"
     out = {(1, 1): "()", (2, 1): "(m,)", (1, 2): "(p,)", (2, 2): "(m, p)"}[a.ndim, b.ndim]
@@ -733,18 +884,18 @@ def _product(a, b):  # noqa: ANN001, ANN202
         "    raise ValueError('dot: shapes not aligned')",
         f"m = a.shape[0] if {a.ndim} == 2 else 1",
         f"p = b.shape[1] if {b.ndim} == 2 else 1",
-        f"value = np.empty({out})",
+        f"value = as_values(np.empty({out}), {like})",
         f"index = np.empty({out}, np.int64)",
-        f"scale = np.empty({out})",
+        f"scale = as_values(np.empty({out}), {like})",
         "for i in range(m):",
         "    for j in range(p):",
-        f"        s = make_adj(0.0, -1, 0.0, {tape})",
+        f"        s = zero_adj({like})",
         "        for k in range(inner):",
         f"            s = s + a[{row}] * b[{col}]",
     ]
     if out == "()":
         lines.append("        return s")
-        lines.append(f"return make_adj(0.0, -1, 0.0, {tape})")
+        lines.append(f"return zero_adj({like})")
     else:
         lines += [
             f"        value[{at}] = s.value",
@@ -753,7 +904,13 @@ def _product(a, b):  # noqa: ANN001, ANN202
             f"return make_adj_array(value, index, scale, {tape})",
         ]
     source = "def impl(a, b):\n" + "".join(f"    {line}\n" for line in lines)
-    return generate(source, label="adjoint dot", make_adj=make_adj, make_adj_array=make_adj_array)
+    return generate(
+        source,
+        label="adjoint dot",
+        make_adj_array=make_adj_array,
+        as_values=as_values,
+        zero_adj=zero_adj,
+    )
 
 
 overload_first(np.dot)(_product)
@@ -825,7 +982,7 @@ def make_record(f):  # noqa: ANN001, ANN201
 
     @numba.njit
     def record_f(x, parents, partials, *args):  # noqa: ANN001, ANN202
-        tape = Tape(x.size, parents, partials)
+        tape = Tape(x.size, parents, partials, 1)
         y = f(as_input(x, tape), *args)
         return out_value(y), out_index(y), tape
 
@@ -876,6 +1033,133 @@ def make_value_and_jacobian(record_f):  # noqa: ANN001, ANN201
     return value_and_jacobian
 
 
+# --- second order: forward over reverse ---------------------------------------------------------
+
+
+def seeded_input(point, seed, tape, k_marker):  # noqa: ANN001, ANN201
+    """What f receives for a second-order pass: an AdjArray of variables 0 .. n-1 whose values
+    are Duals with tangents ``seed`` (shape ``x.shape + (K,)``) and scales 1, or an Adj."""
+
+
+@overload(seeded_input)
+def _seeded_input(point, seed, tape, k_marker):  # noqa: ANN001
+    K = _k_of(k_marker)
+    if point.ndim > 0:
+
+        def array(point, seed, tape, k_marker):  # noqa: ANN001, ANN202
+            index = np.arange(point.size).reshape(point.shape)
+            value = make_dual_array(readonly(point), readonly(seed), k_marker)
+            ones = readonly(np.ones(point.shape))
+            scale = make_dual_array(ones, readonly(np.zeros(seed.shape)), k_marker)
+            return make_adj_array(value, readonly(index), scale, tape_pointer(tape))
+
+        return array
+    seeds = tuple_source([f"seed[{k}]" for k in range(K)])
+    return generate(
+        "def impl(point, seed, tape, k_marker):\n"
+        f"    value = make_dual(point[()], {seeds})\n"
+        "    return make_adj(value, 0, 1.0, tape_pointer(tape))\n",
+        make_adj=make_adj,
+        tape_pointer=tape_pointer,
+    )
+
+
+def seed_output(y, adj, width):  # noqa: ANN001, ANN201
+    """Start the sweep from f's scalar output: its variable's adjoint (``width`` floats per
+    variable in the flat ``adj``) is y's scale, a Dual whose tangents differentiate it."""
+
+
+@overload(seed_output)
+def _seed_output(y, adj, width):  # noqa: ANN001
+    if isinstance(y, AdjType) and y.base != types.float64:
+        stores = "".join(
+            f"        adj[at + {k + 1}] = y.scale.partials[{k}]\n" for k in range(y.base.K)
+        )
+        return generate(
+            "def impl(y, adj, width):\n    if y.index >= 0:\n        at = y.index * width\n"
+            "        adj[at] = y.scale.value\n" + stores
+        )
+    if isinstance(y, AdjType):  # a float Adj here is a constant
+        return lambda y, adj, width: None
+    if isinstance(y, _REAL):
+        return lambda y, adj, width: None  # f does not depend on x: zero Hessian
+    if isinstance(y, (AdjArrayType, types.Array, types.BaseTuple)):
+        scalars.refuse(_NOT_SCALAR.format(f"an array or tuple ({y})"))
+    return None
+
+
+@numba.njit
+def sweep_tangents(tape, adj):  # noqa: ANN001, ANN201
+    """:func:`sweep` on Dual adjoints, ``width`` floats each in the flat ``adj``: the product
+    of two Duals, a zero entry of the adjoint staying zero through an infinite partial."""
+    base, w = tape.base, tape.width
+    parents = tape.parents
+    partials = tape.partials
+    for k in range(tape.n - 1, -1, -1):
+        g = (base + k) * w
+        live = False
+        for j in range(w):
+            if adj[g + j] != 0.0:
+                live = True
+                break
+        if not live:
+            continue
+        g0 = adj[g]
+        for e in range(2 * k, 2 * k + 2):
+            c = e * w
+            p = parents[e] * w
+            c0 = partials[c]
+            if g0 != 0.0:
+                adj[p] += c0 * g0
+                for j in range(1, w):
+                    adj[p + j] += partials[c + j] * g0
+            for j in range(1, w):
+                if adj[g + j] != 0.0:
+                    adj[p + j] += adj[g + j] * c0
+
+
+def make_hvp(f, k_marker):  # noqa: ANN001, ANN201
+    """A driver ``(x, parents, partials, adj, vs, *args) -> (H @ vs, parents, partials, adj)``
+    for directions ``vs`` of shape (n, m): one recording and one sweep per chunk of K."""
+
+    @numba.njit
+    def hvp(x, parents, partials, adj, vs, *args):  # noqa: ANN001, ANN202
+        n = x.size
+        m = vs.shape[1]
+        K = len(k_marker)
+        w = K + 1
+        if partials.size < w * parents.size:
+            partials = np.empty(w * parents.size)
+        tape = Tape(n, parents, partials, w)
+        seed = np.zeros(x.shape + (K,))
+        flat = seed.reshape((n, K))
+        out = np.empty((n, m))
+        for c0 in range(0, m, K):
+            wc = min(K, m - c0)
+            for i in range(n):
+                for k in range(K):
+                    flat[i, k] = vs[i, c0 + k] if k < wc else 0.0
+            tape.n = 0
+            y = f(seeded_input(x, seed, tape, k_marker), *args)
+            used = (n + tape.n) * w
+            if adj.size < used:
+                adj = np.empty(2 * used)
+            adj[:used] = 0.0
+            seed_output(y, adj, w)
+            sweep_tangents(tape, adj)
+            for i in range(n):
+                for k in range(wc):
+                    out[i, c0 + k] = adj[i * w + 1 + k]
+        return out, tape.parents, tape.partials, adj
+
+    return hvp
+
+
+#: Tangent directions per pass of a compiled Hessian by forward over reverse (n inputs take
+#: ceil(n / K) recordings and sweeps); see the module's docstring for the measurement.
+HESSIAN_CHUNK = 8
+
+
 #: Bytes of tape arrays a thread keeps between its calls (see Workspace).
 WORKSPACE_BYTES = 64 * 2**20
 
@@ -907,11 +1191,11 @@ class Workspace(threading.local):
 workspace = Workspace()
 
 
-_drivers: dict[tuple[Any, str], Any] = {}
+_drivers: dict[tuple[Any, Any], Any] = {}
 
 
-def driver(f: Any, kind: str) -> Any:
-    """The compiled reverse driver of ``kind`` ("record" or "jacobian") for f."""
+def driver(f: Any, kind: Any) -> Any:
+    """The compiled reverse driver of ``kind`` ("record", "jacobian", or ("hvp", K)) for f."""
     from . import for_duals
 
     key = (f, kind)
@@ -920,6 +1204,8 @@ def driver(f: Any, kind: str) -> Any:
         register_table()
         if kind == "record":
             _drivers[key] = make_record(for_duals(f))
+        elif kind != "jacobian":
+            _drivers[key] = make_hvp(for_duals(f), (0.0,) * kind[1])
         else:
             _drivers[key] = make_value_and_jacobian(driver(f, "record"))
     return _drivers[key]
@@ -932,12 +1218,17 @@ class NotRecordable(NotCompilable):
 #: Functions compiled reverse mode could not record, so that mode="auto" does not try again.
 failed: dict[Any, str] = {}
 
+#: Functions forward over reverse could not record (on Duals), so that da.hessian and da.hvp
+#: take the nested-Dual path without compiling again.
+failed_second_order: dict[Any, str] = {}
 
-def run(f: Any, kind: str, point: np.ndarray, *args: Any) -> Any:
+
+def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
     """Run the reverse driver ``kind`` for f at ``point``: "record" gives (f(x), outputs, tape)
-    with a tape of its own, "jacobian" (f(x), J) recorded in this thread's workspace.  dualad's
-    own refusals become a DualError naming the user's line, any other typing failure a
-    :class:`NotRecordable` that says where."""
+    with a tape of its own, "jacobian" (f(x), J) and ("hvp", K) ``H @ vs`` (``args`` starting
+    with vs) recorded in this thread's workspace.  dualad's own refusals become a DualError
+    naming the user's line, any other typing failure a :class:`NotRecordable` that says where
+    (remembered in :data:`failed` for first order)."""
     from . import _where, summary
 
     try:
@@ -945,15 +1236,16 @@ def run(f: Any, kind: str, point: np.ndarray, *args: Any) -> Any:
             nodes = max(1024, 2 * point.size)
             return driver(f, kind)(point, np.empty(2 * nodes, np.int64), np.empty(2 * nodes), *args)
         parents, partials, adj = workspace.take(point.size)
-        value, jac, *arrays = driver(f, kind)(point, parents, partials, adj, *args)
-        workspace.give_back(tuple(arrays))
-        return value, jac
+        *result, parents, partials, adj = driver(f, kind)(point, parents, partials, adj, *args)
+        workspace.give_back((parents, partials, adj))
+        return tuple(result) if kind == "jacobian" else result[0]
     except errors.TypingError as exc:
         message = str(exc)
         problem = scalars.take_problem(message)
         if problem is not None:
             raise DualError(problem + _where(message)) from None
-        failed[getattr(f, "py_func", f)] = message
+        if kind in ("record", "jacobian"):
+            failed[getattr(f, "py_func", f)] = message
         raise NotRecordable(
             f"{message}\n\ndualad: compiled reverse mode cannot record "
             f"{getattr(f, '__name__', 'f')}: it stopped at {summary(message)}{_where(message)}. "
@@ -978,3 +1270,25 @@ def vjp(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
         return pull(tape, outs, cts)
 
     return value, pullback
+
+
+@numba.njit
+def _mirror_upper(h):  # noqa: ANN001, ANN202
+    n = h.shape[0]
+    for i in range(n):
+        for j in range(i + 1, n):
+            h[j, i] = h[i, j]
+    return h
+
+
+def hessian(f: Any, point: np.ndarray, K: int, args: tuple[Any, ...]) -> Any:
+    """H (n, n) of a scalar f: :func:`hvp` of the identity, ceil(n / K) passes; the entries
+    below the diagonal are those above it (one number for both triangles, as in the nested-Dual
+    path), mirrored in compiled code."""
+    return _mirror_upper(hvp(f, point, np.eye(point.size), K, args))
+
+
+def hvp(f: Any, point: np.ndarray, directions: np.ndarray, K: int, args: tuple[Any, ...]) -> Any:
+    """``H @ directions`` (shape (n, m)) of a scalar f at ``point`` by forward over reverse:
+    one recording on Duals of K tangents and one sweep per chunk of K directions."""
+    return run(f, ("hvp", K), point, np.ascontiguousarray(directions, dtype=np.float64), *args)

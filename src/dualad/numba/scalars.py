@@ -162,11 +162,17 @@ def _compiled_partial(rule: rules.Rule, i: int, argtypes: tuple[Any, ...]) -> An
     """The i-th partial of ``rule`` compiled for these argument types, or a clear refusal."""
     # One level down: a Dual's value is a float, a nested Dual's value a Dual (then the partial,
     # evaluated on Duals, also carries its own derivative: the second-order terms).
-    # Called with plain floats too (compiled reverse mode records partials of float values).
-    depth = max(0, max(_depth(t) for t in argtypes) - 1)
-    dispatcher = jit_function(rule.partials[i], depth)
     plain = tuple(t.base if isinstance(t, DualType) else t for t in argtypes)
-    value_type = next((t.base for t in argtypes if isinstance(t, DualType)), types.float64)
+    return partial_on_values(rule, i, plain)
+
+
+def partial_on_values(rule: rules.Rule, i: int, plain: tuple[Any, ...]) -> Any:
+    """The i-th partial of ``rule`` compiled for the value types ``plain``: floats, or Duals,
+    whose own partials then carry the partial's derivative (compiled reverse mode records the
+    partials of its values, floats or Duals), or a clear refusal."""
+    depth = max((_depth(t) for t in plain), default=0)
+    dispatcher = jit_function(rule.partials[i], depth)
+    value_type = next((t for t in plain if isinstance(t, DualType)), types.float64)
     try:
         dispatcher.compile(plain + (value_type,))
     except errors.NumbaError as exc:
