@@ -30,7 +30,8 @@ import builtins
 import math
 import operator
 import threading
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -52,7 +53,7 @@ from numba.extending import (
 from .. import rules
 from ..dual import DualError, label, primal
 from ..transforms import stop_gradient
-from . import NotCompilable, scalars
+from . import NotCompilable, cache, scalars
 from .dualtypes import generate, overload_first, readonly
 
 _REAL = (types.Float, types.Integer, types.Boolean)
@@ -175,15 +176,41 @@ def link(tape, a, ca, b, cb):  # noqa: ANN001, ANN201
 
 @numba.njit
 def sweep(tape, adj):  # noqa: ANN001, ANN201
-    """Pull the adjoints ``adj`` (one per tape variable) back to the inputs, in place."""
-    base = tape.base
-    parents = tape.parents
-    partials = tape.partials
-    for k in range(tape.n - 1, -1, -1):
+    """Pull the adjoints ``adj`` (one per tape variable) back to the inputs, in place; ``tape``
+    is a recording's ``(base, count, parents, partials)`` (see :func:`tape_arrays`)."""
+    base, count, parents, partials = tape
+    for k in range(count - 1, -1, -1):
         g = adj[base + k]
         if g != 0.0:  # a zero adjoint stays zero even through an infinite local partial
             adj[parents[2 * k]] += partials[2 * k] * g
             adj[parents[2 * k + 1]] += partials[2 * k + 1] * g
+
+
+@numba.njit
+def tape_arrays(tape):  # noqa: ANN001, ANN201
+    """``(base, count, parents, partials)`` of a Tape: what a driver returns instead of the
+    jitclass, whose boxing bakes the address of a Python class into the machine code (a
+    "dynamic global", which Numba will not cache on disk)."""
+    return tape.base, tape.n, tape.parents, tape.partials
+
+
+class Recording(NamedTuple):
+    """A recorded tape as plain arrays, kept by a pullback: variables ``0 .. base - 1`` are the
+    inputs, node ``k < count`` has parents ``parents[2k], parents[2k + 1]``."""
+
+    base: int
+    count: int
+    parents: np.ndarray
+    partials: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """The number of nodes."""
+        return self.count
+
+    def nbytes(self) -> int:
+        """Bytes of the node arrays (filled or not)."""
+        return self.parents.nbytes + self.partials.nbytes
 
 
 # --- types ---------------------------------------------------------------------------------------
@@ -821,13 +848,14 @@ def _out_index(y):  # noqa: ANN001
 
 def make_record(f):  # noqa: ANN001, ANN201
     """A driver ``(x, parents, partials, *args) -> (f(x), (output indices, scales), tape)``
-    recording into the given arrays (and bigger ones when they fill up)."""
+    recording into the given arrays (and bigger ones when they fill up); the tape as the arrays
+    of :func:`tape_arrays`, so that the driver can be cached on disk."""
 
     @numba.njit
     def record_f(x, parents, partials, *args):  # noqa: ANN001, ANN202
         tape = Tape(x.size, parents, partials)
         y = f(as_input(x, tape), *args)
-        return out_value(y), out_index(y), tape
+        return out_value(y), out_index(y), tape_arrays(tape)
 
     return record_f
 
@@ -836,10 +864,10 @@ def make_record(f):  # noqa: ANN001, ANN201
 def pull(tape, outs, cts):  # noqa: ANN001, ANN201
     """``cts.T @ J`` for cotangents ``cts`` of shape (m, k): the gradients, shape (n, k)."""
     index, scale = outs
-    n = tape.base
+    n, count = tape[0], tape[1]
     k = cts.shape[1]
     result = np.empty((n, k))
-    adj = np.empty(n + tape.n)
+    adj = np.empty(n + count)
     for c in range(k):
         adj[:] = 0.0
         for j in range(index.size):
@@ -859,19 +887,20 @@ def make_value_and_jacobian(record_f):  # noqa: ANN001, ANN201
     def value_and_jacobian(x, parents, partials, adj, *args):  # noqa: ANN001, ANN202
         value, outs, tape = record_f(x, parents, partials, *args)
         index, scale = outs
-        m, n = index.size, tape.base
+        n, count = tape[0], tape[1]
+        m = index.size
         jac = np.zeros((m, n))
-        if adj.size < n + tape.n:
-            adj = np.empty(2 * (n + tape.n))
+        if adj.size < n + count:
+            adj = np.empty(2 * (n + count))
         for j in range(m):
             if index[j] < 0:
                 continue
-            adj[: n + tape.n] = 0.0
+            adj[: n + count] = 0.0
             adj[index[j]] = scale[j]
             sweep(tape, adj)
             for i in range(n):
                 jac[j, i] = adj[i]
-        return value, jac, tape.parents, tape.partials, adj
+        return value, jac, tape[2], tape[3], adj
 
     return value_and_jacobian
 
@@ -911,18 +940,44 @@ _drivers: dict[tuple[Any, str], Any] = {}
 
 
 def driver(f: Any, kind: str) -> Any:
-    """The compiled reverse driver of ``kind`` ("record" or "jacobian") for f."""
-    from . import for_duals
-
+    """The compiled reverse driver of ``kind`` ("record" or "jacobian") for f, made once and
+    kept on disk across processes (see :mod:`.cache`) as the forward engine's drivers are."""
     key = (f, kind)
-    if key not in _drivers:
-        scalars.register_table()
-        register_table()
-        if kind == "record":
-            _drivers[key] = make_record(for_duals(f))
-        else:
-            _drivers[key] = make_value_and_jacobian(driver(f, "record"))
+    ready = _drivers.get(key)
+    if ready is not None:
+        return ready
+    from . import _compiling, for_duals
+
+    with _compiling:
+        if key not in _drivers:
+            scalars.register_table()
+            register_table()
+            if kind == "record":
+                made = make_record(for_duals(f))
+            else:
+                made = make_value_and_jacobian(driver(f, "record"))
+            _drivers[key] = cache.cached(made, f, f"reverse_{kind}", None)
     return _drivers[key]
+
+
+def _call(f: Any, kind: str, *arguments: Any) -> Any:
+    """Call the driver of ``kind`` for f; a disk cache entry that will not load (a stale
+    environment) means compiling without the cache from then on, as for the forward drivers."""
+    try:
+        return driver(f, kind)(*arguments)
+    except cache.LOAD_ERRORS as error:
+        if not cache.enabled():
+            raise
+        warnings.warn(
+            f"dualad could not load a compiled reverse driver from its disk cache ({error!r}); "
+            f"compiling without the cache in this process (set {cache.ENV_VAR}=off to "
+            "silence this, or delete the cache folder)",
+            stacklevel=4,
+        )
+        cache.disable()
+        for stale in [stale for stale in _drivers if stale[0] is f]:
+            del _drivers[stale]
+        return driver(f, kind)(*arguments)
 
 
 class NotRecordable(NotCompilable):
@@ -943,9 +998,12 @@ def run(f: Any, kind: str, point: np.ndarray, *args: Any) -> Any:
     try:
         if kind == "record":
             nodes = max(1024, 2 * point.size)
-            return driver(f, kind)(point, np.empty(2 * nodes, np.int64), np.empty(2 * nodes), *args)
+            value, outs, tape = _call(
+                f, kind, point, np.empty(2 * nodes, np.int64), np.empty(2 * nodes), *args
+            )
+            return value, outs, Recording(*tape)
         parents, partials, adj = workspace.take(point.size)
-        value, jac, *arrays = driver(f, kind)(point, parents, partials, adj, *args)
+        value, jac, *arrays = _call(f, kind, point, parents, partials, adj, *args)
         workspace.give_back(tuple(arrays))
         return value, jac
     except errors.TypingError as exc:
@@ -975,6 +1033,6 @@ def vjp(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
 
     def pullback(cts: np.ndarray) -> np.ndarray:
         cts = np.ascontiguousarray(cts, dtype=np.float64).reshape(outs[0].size, -1)
-        return pull(tape, outs, cts)
+        return pull(tuple(tape), outs, cts)
 
     return value, pullback

@@ -90,8 +90,11 @@ def _engine_sources() -> str:
 
 
 def _code_digest(fn: Any, digest: Any) -> None:
-    """Add a Python function's code, defaults and closure constants to ``digest``."""
-    digest.update(marshal.dumps(fn.__code__))
+    """Add a Python function's code, defaults and closure constants to ``digest``.  Marshal
+    format 2, which has no back-references: later formats mark an object for reuse by its
+    reference count, so the bytes of one code object changed once Numba had compiled it (a
+    process that called f before its derivative missed the cache the other one wrote)."""
+    digest.update(marshal.dumps(fn.__code__, 2))
     digest.update(repr(fn.__defaults__).encode())
     for cell in fn.__closure__ or ():
         try:
