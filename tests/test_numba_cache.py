@@ -100,10 +100,10 @@ import dualad as da
 from dualad.numba import adjoint
 from user_function import cubes
 
-x = np.array([1.0, 2.0])
-g = da.gradient(cubes, x, mode="reverse")     # the Jacobian driver, on the record driver
+x = np.arange(64.0)
+g = da.gradient(cubes, x)                     # auto mode: f on floats, then the Jacobian driver
 value, pullback = adjoint.vjp(cubes, x, ())   # the record driver on its own
-stats = [adjoint.driver(cubes, kind).stats for kind in ("jacobian", "record")]
+stats = [adjoint.driver(cubes, kind).stats for kind in ("jacobian", "record", "value")]
 print(json.dumps({"gradient": g.tolist(), "pulled": pullback(np.ones(1)).ravel().tolist(),
                   "hits": [sum(s.cache_hits.values()) for s in stats],
                   "misses": [sum(s.cache_misses.values()) for s in stats]}))
@@ -111,21 +111,23 @@ print(json.dumps({"gradient": g.tolist(), "pulled": pullback(np.ones(1)).ravel()
 
 
 def test_compiled_reverse_drivers_are_loaded_by_a_second_process_never_stale(tmp_path):
-    """The reverse drivers go through the same disk cache: the second process loads both
-    (no compilation: a miss would count), a changed function compiles again."""
+    """The reverse drivers (and auto mode's f on floats, 64 inputs) go through the same disk
+    cache: the second process loads them all (no compilation: a miss would count), a changed
+    function compiles again."""
     cache_dir = str(tmp_path / "cache")
+    expected = [3.0 * v**2 for v in range(64)]
     _write_user_module(tmp_path, 1.0)
     first = _run(tmp_path, cache_dir, RUN_REVERSE)
-    assert first["gradient"] == first["pulled"] == [3.0, 12.0]
-    assert first["hits"] == [0, 0]
+    assert first["gradient"] == first["pulled"] == expected
+    assert first["hits"] == [0, 0, 0]
     second = _run(tmp_path, cache_dir, RUN_REVERSE)
-    assert second["gradient"] == second["pulled"] == [3.0, 12.0]
-    assert second["hits"] == [1, 1] and second["misses"] == [0, 0]
+    assert second["gradient"] == second["pulled"] == expected
+    assert second["hits"] == [1, 1, 1] and second["misses"] == [0, 0, 0]
     _write_user_module(tmp_path, 2.0)
     third = _run(tmp_path, cache_dir, RUN_REVERSE)
-    assert third["gradient"] == third["pulled"] == [6.0, 24.0]
-    assert third["hits"] == [0, 0]
-    for kind in ("jacobian", "record"):
+    assert third["gradient"] == third["pulled"] == [2.0 * g for g in expected]
+    assert third["hits"] == [0, 0, 0]
+    for kind in ("jacobian", "record", "value"):
         assert len(list(Path(cache_dir).glob(f"drivers-*/cubes_reverse_{kind}_*.py"))) == 2
 
 

@@ -560,7 +560,7 @@ def _compiled_reverse(
         if point.size < AUTO_COMPILED_REVERSE_MIN_INPUTS or _source_key(f) in adjoint.failed:
             return None
         try:
-            size = np.size(f(point, *args))  # f on floats tells the output size
+            size = np.size(adjoint.value(f, point, args))  # f on floats tells the output size
         except Exception as error:  # f runs only on Duals (e.g. math.cbrt): forward mode takes it
             adjoint.failed[_source_key(f)] = f"f does not run on floats: {error}"
             return None

@@ -846,6 +846,18 @@ def _out_index(y):  # noqa: ANN001
     return lambda y: (np.full(1, -1, np.int64), np.zeros(1))
 
 
+def make_value(f):  # noqa: ANN001, ANN201
+    """A driver ``(x, *args) -> f(x)`` on floats, by which mode="auto" learns the output's
+    size: kept on disk with the other drivers, where the user's own dispatcher is compiled
+    again in each process (about half a second, most of a first call that loads the rest)."""
+
+    @numba.njit
+    def value_of(x, *args):  # noqa: ANN001, ANN202
+        return f(x, *args)
+
+    return value_of
+
+
 def make_record(f):  # noqa: ANN001, ANN201
     """A driver ``(x, parents, partials, *args) -> (f(x), (output indices, scales), tape)``
     recording into the given arrays (and bigger ones when they fill up); the tape as the arrays
@@ -940,8 +952,9 @@ _drivers: dict[tuple[Any, str], Any] = {}
 
 
 def driver(f: Any, kind: str) -> Any:
-    """The compiled reverse driver of ``kind`` ("record" or "jacobian") for f, made once and
-    kept on disk across processes (see :mod:`.cache`) as the forward engine's drivers are."""
+    """The compiled reverse driver of ``kind`` ("record", "jacobian", or "value": f on floats)
+    for f, made once and kept on disk across processes (see :mod:`.cache`) as the forward
+    engine's drivers are."""
     key = (f, kind)
     ready = _drivers.get(key)
     if ready is not None:
@@ -954,6 +967,8 @@ def driver(f: Any, kind: str) -> Any:
             register_table()
             if kind == "record":
                 made = make_record(for_duals(f))
+            elif kind == "value":
+                made = make_value(for_duals(f))
             else:
                 made = make_value_and_jacobian(driver(f, "record"))
             _drivers[key] = cache.cached(made, f, f"reverse_{kind}", None)
@@ -1019,6 +1034,11 @@ def run(f: Any, kind: str, point: np.ndarray, *args: Any) -> Any:
             "ufuncs, operators, slices, sum, mean, dot and @; use mode='forward', or "
             "engine='numpy' for other whole-array NumPy calls."
         ) from None
+
+
+def value(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> Any:
+    """f(point) on floats, by the disk-cached copy of f (see :func:`make_value`)."""
+    return _call(f, "value", point, *args)
 
 
 def value_and_jacobian(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
