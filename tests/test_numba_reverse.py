@@ -246,6 +246,41 @@ def _counting(function, calls):
 
 
 @numba.njit
+def halves(x):
+    return 0.5 * x[0] * x[1]
+
+
+def test_a_reverse_driver_that_will_not_load_means_compiling_without_the_cache(
+    monkeypatch, tmp_path
+):
+    """A disk entry Numba cannot load back (a stale environment) warns, turns the cache off
+    for the process and compiles, as for the forward drivers."""
+    from dualad.numba import cache
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(cache, "_disabled", [])
+    real, failures = adjoint.driver, []
+
+    def first_load_fails(f, kind):
+        made = real(f, kind)
+        if failures:
+            return made
+
+        def broken(*arguments):
+            failures.append(made)
+            raise ImportError("No module named '<dynamic>'")  # what a stale environment gives
+
+        return broken
+
+    monkeypatch.setattr(adjoint, "driver", first_load_fails)
+    with pytest.warns(UserWarning, match="could not load a compiled reverse driver"):
+        g = da.gradient(halves, np.array([2.0, 3.0]), mode="reverse")
+    np.testing.assert_array_equal(g, [1.5, 1.0])
+    assert cache.cache_folder() is None  # the rest of the process compiles without it
+    assert real(halves, "jacobian") is not failures[0]
+
+
+@numba.njit
 def long_loop(x, iterations):
     s = 0.0
     n = len(x)
