@@ -94,6 +94,58 @@ def test_second_process_loads_and_a_change_recompiles(tmp_path):
     assert len(drivers) == 2  # one file per version of the function, the old one unused
 
 
+RUN_REVERSE = """
+import json
+import numpy as np
+import dualad as da
+from dualad.numba import adjoint
+from user_function import cubes
+
+x = np.arange(64.0)
+g = da.gradient(cubes, x)                     # auto mode: f on floats, then the Jacobian driver
+value, pullback = adjoint.vjp(cubes, x, ())   # the record driver on its own
+stats = [adjoint.driver(cubes, kind).stats for kind in ("jacobian", "record", "value")]
+print(json.dumps({"gradient": g.tolist(), "pulled": pullback(np.ones(1)).ravel().tolist(),
+                  "hits": [sum(s.cache_hits.values()) for s in stats],
+                  "misses": [sum(s.cache_misses.values()) for s in stats]}))
+"""
+
+
+def test_compiled_reverse_drivers_are_loaded_by_a_second_process_never_stale(tmp_path):
+    """The reverse drivers (and auto mode's f on floats, 64 inputs) go through the same disk
+    cache: the second process loads them all (no compilation: a miss would count), a changed
+    function compiles again."""
+    cache_dir = str(tmp_path / "cache")
+    expected = [3.0 * v**2 for v in range(64)]
+    _write_user_module(tmp_path, 1.0)
+    first = _run(tmp_path, cache_dir, RUN_REVERSE)
+    assert first["gradient"] == first["pulled"] == expected
+    assert first["hits"] == [0, 0, 0]
+    second = _run(tmp_path, cache_dir, RUN_REVERSE)
+    assert second["gradient"] == second["pulled"] == expected
+    assert second["hits"] == [1, 1, 1] and second["misses"] == [0, 0, 0]
+    _write_user_module(tmp_path, 2.0)
+    third = _run(tmp_path, cache_dir, RUN_REVERSE)
+    assert third["gradient"] == third["pulled"] == [2.0 * g for g in expected]
+    assert third["hits"] == [0, 0, 0]
+    for kind in ("jacobian", "record", "value"):
+        assert len(list(Path(cache_dir).glob(f"drivers-*/cubes_reverse_{kind}_*.py"))) == 2
+
+
+def test_the_key_does_not_change_once_the_function_is_compiled():
+    """Compiling f changed the reference counts in its code object, which marshal's later
+    formats write: the key of a function called before its derivative was another one."""
+    import numba
+
+    @numba.njit
+    def halves(x):
+        return 0.5 * x[0] * x[1]
+
+    before = cache.function_key(halves)
+    halves(np.array([2.0, 3.0]))
+    assert cache.function_key(halves) == before
+
+
 def test_the_cache_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.ENV_VAR, "off")
     assert cache.cache_folder() is None

@@ -38,6 +38,7 @@ from test_numba_engine import (
 )
 
 import dualad as da
+from dualad import transforms
 from dualad.numba import adjoint
 
 RNG = np.random.default_rng(20261202)
@@ -201,6 +202,82 @@ def test_auto_mode_takes_compiled_reverse_for_many_inputs(monkeypatch):
     u, source, left, right = pde_point(40)
     da.jacobian(pde_residual, u, args=(source, left, right))  # as many outputs: forward
     assert not calls
+
+
+@numba.njit
+def leading_squares(x, m):
+    out = np.zeros(m, dtype=x.dtype)
+    for i in range(m):
+        out[i] = x[i] ** 2
+    return out
+
+
+def test_a_repeated_call_goes_straight_to_the_reverse_driver_and_still_weighs_the_output(
+    monkeypatch,
+):
+    """The second call at the same shape skips the checks (and f on floats), but an output
+    that has grown past one per two inputs still sends the call after it to forward mode."""
+    calls = []
+    real = adjoint.value_and_jacobian
+    monkeypatch.setattr(adjoint, "value_and_jacobian", lambda *a: calls.append(1) or real(*a))
+    floats = []
+    monkeypatch.setattr(
+        transforms, "_compiled_reverse", _counting(transforms._compiled_reverse, floats)
+    )
+    x = RNG.normal(size=130)
+    for point in (x, 2.0 * x):  # the second takes the short path, at a new point
+        jac = da.jacobian(leading_squares, point, args=(3,))
+        assert_close(jac, np.eye(3, 130) * 2.0 * point, 1e-15)
+    assert len(calls) == 2 and len(floats) == 1
+    jac = da.jacobian(leading_squares, x, args=(100,))  # short path: right, then forgotten
+    assert_close(jac, np.eye(100, 130) * 2.0 * x, 1e-15)
+    assert len(calls) == 3 and len(floats) == 1
+    jac = da.jacobian(leading_squares, x, args=(100,))  # the full path: forward mode
+    assert_close(jac, np.eye(100, 130) * 2.0 * x, 1e-15)
+    assert len(calls) == 3 and len(floats) == 2
+
+
+def _counting(function, calls):
+    def counted(*a, **k):
+        calls.append(1)
+        return function(*a, **k)
+
+    return counted
+
+
+@numba.njit
+def halves(x):
+    return 0.5 * x[0] * x[1]
+
+
+def test_a_reverse_driver_that_will_not_load_means_compiling_without_the_cache(
+    monkeypatch, tmp_path
+):
+    """A disk entry Numba cannot load back (a stale environment) warns, turns the cache off
+    for the process and compiles, as for the forward drivers."""
+    from dualad.numba import cache
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(cache, "_disabled", [])
+    real, failures = adjoint.driver, []
+
+    def first_load_fails(f, kind):
+        made = real(f, kind)
+        if failures:
+            return made
+
+        def broken(*arguments):
+            failures.append(made)
+            raise ImportError("No module named '<dynamic>'")  # what a stale environment gives
+
+        return broken
+
+    monkeypatch.setattr(adjoint, "driver", first_load_fails)
+    with pytest.warns(UserWarning, match="could not load a compiled reverse driver"):
+        g = da.gradient(halves, np.array([2.0, 3.0]), mode="reverse")
+    np.testing.assert_array_equal(g, [1.5, 1.0])
+    assert cache.cache_folder() is None  # the rest of the process compiles without it
+    assert real(halves, "jacobian") is not failures[0]
 
 
 @numba.njit

@@ -56,7 +56,8 @@ import builtins
 import math
 import operator
 import threading
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -78,7 +79,7 @@ from numba.extending import (
 from .. import rules
 from ..dual import DualError, label, primal
 from ..transforms import stop_gradient
-from . import NotCompilable, scalars
+from . import NotCompilable, cache, scalars
 from .dualtypes import (
     DualArrayType,
     DualType,
@@ -231,15 +232,41 @@ def link(tape, a, ca, b, cb):  # noqa: ANN001, ANN201
 
 @numba.njit
 def sweep(tape, adj):  # noqa: ANN001, ANN201
-    """Pull the adjoints ``adj`` (one per tape variable) back to the inputs, in place."""
-    base = tape.base
-    parents = tape.parents
-    partials = tape.partials
-    for k in range(tape.n - 1, -1, -1):
+    """Pull the adjoints ``adj`` (one per tape variable) back to the inputs, in place; ``tape``
+    is a recording's ``(base, count, parents, partials)`` (see :func:`tape_arrays`)."""
+    base, count, parents, partials = tape
+    for k in range(count - 1, -1, -1):
         g = adj[base + k]
         if g != 0.0:  # a zero adjoint stays zero even through an infinite local partial
             adj[parents[2 * k]] += partials[2 * k] * g
             adj[parents[2 * k + 1]] += partials[2 * k + 1] * g
+
+
+@numba.njit
+def tape_arrays(tape):  # noqa: ANN001, ANN201
+    """``(base, count, parents, partials)`` of a Tape: what a driver returns instead of the
+    jitclass, whose boxing bakes the address of a Python class into the machine code (a
+    "dynamic global", which Numba will not cache on disk)."""
+    return tape.base, tape.n, tape.parents, tape.partials
+
+
+class Recording(NamedTuple):
+    """A recorded tape as plain arrays, kept by a pullback: variables ``0 .. base - 1`` are the
+    inputs, node ``k < count`` has parents ``parents[2k], parents[2k + 1]``."""
+
+    base: int
+    count: int
+    parents: np.ndarray
+    partials: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """The number of nodes."""
+        return self.count
+
+    def nbytes(self) -> int:
+        """Bytes of the node arrays (filled or not)."""
+        return self.parents.nbytes + self.partials.nbytes
 
 
 # --- types ---------------------------------------------------------------------------------------
@@ -976,15 +1003,28 @@ def _out_index(y):  # noqa: ANN001
     return lambda y: (np.full(1, -1, np.int64), np.zeros(1))
 
 
+def make_value(f):  # noqa: ANN001, ANN201
+    """A driver ``(x, *args) -> f(x)`` on floats, by which mode="auto" learns the output's
+    size: kept on disk with the other drivers, where the user's own dispatcher is compiled
+    again in each process (about half a second, most of a first call that loads the rest)."""
+
+    @numba.njit
+    def value_of(x, *args):  # noqa: ANN001, ANN202
+        return f(x, *args)
+
+    return value_of
+
+
 def make_record(f):  # noqa: ANN001, ANN201
     """A driver ``(x, parents, partials, *args) -> (f(x), (output indices, scales), tape)``
-    recording into the given arrays (and bigger ones when they fill up)."""
+    recording into the given arrays (and bigger ones when they fill up); the tape as the arrays
+    of :func:`tape_arrays`, so that the driver can be cached on disk."""
 
     @numba.njit
     def record_f(x, parents, partials, *args):  # noqa: ANN001, ANN202
         tape = Tape(x.size, parents, partials, 1)
         y = f(as_input(x, tape), *args)
-        return out_value(y), out_index(y), tape
+        return out_value(y), out_index(y), tape_arrays(tape)
 
     return record_f
 
@@ -993,10 +1033,10 @@ def make_record(f):  # noqa: ANN001, ANN201
 def pull(tape, outs, cts):  # noqa: ANN001, ANN201
     """``cts.T @ J`` for cotangents ``cts`` of shape (m, k): the gradients, shape (n, k)."""
     index, scale = outs
-    n = tape.base
+    n, count = tape[0], tape[1]
     k = cts.shape[1]
     result = np.empty((n, k))
-    adj = np.empty(n + tape.n)
+    adj = np.empty(n + count)
     for c in range(k):
         adj[:] = 0.0
         for j in range(index.size):
@@ -1016,19 +1056,20 @@ def make_value_and_jacobian(record_f):  # noqa: ANN001, ANN201
     def value_and_jacobian(x, parents, partials, adj, *args):  # noqa: ANN001, ANN202
         value, outs, tape = record_f(x, parents, partials, *args)
         index, scale = outs
-        m, n = index.size, tape.base
+        n, count = tape[0], tape[1]
+        m = index.size
         jac = np.zeros((m, n))
-        if adj.size < n + tape.n:
-            adj = np.empty(2 * (n + tape.n))
+        if adj.size < n + count:
+            adj = np.empty(2 * (n + count))
         for j in range(m):
             if index[j] < 0:
                 continue
-            adj[: n + tape.n] = 0.0
+            adj[: n + count] = 0.0
             adj[index[j]] = scale[j]
             sweep(tape, adj)
             for i in range(n):
                 jac[j, i] = adj[i]
-        return value, jac, tape.parents, tape.partials, adj
+        return value, jac, tape[2], tape[3], adj
 
     return value_and_jacobian
 
@@ -1195,20 +1236,50 @@ _drivers: dict[tuple[Any, Any], Any] = {}
 
 
 def driver(f: Any, kind: Any) -> Any:
-    """The compiled reverse driver of ``kind`` ("record", "jacobian", or ("hvp", K)) for f."""
-    from . import for_duals
-
+    """The compiled reverse driver of ``kind`` ("record", "jacobian", "value": f on floats, or
+    ("hvp", K)) for f, made once and kept on disk across processes (see :mod:`.cache`) as the
+    forward engine's drivers are."""
     key = (f, kind)
-    if key not in _drivers:
-        scalars.register_table()
-        register_table()
-        if kind == "record":
-            _drivers[key] = make_record(for_duals(f))
-        elif kind != "jacobian":
-            _drivers[key] = make_hvp(for_duals(f), (0.0,) * kind[1])
-        else:
-            _drivers[key] = make_value_and_jacobian(driver(f, "record"))
+    ready = _drivers.get(key)
+    if ready is not None:
+        return ready
+    from . import _compiling, for_duals
+
+    with _compiling:
+        if key not in _drivers:
+            scalars.register_table()
+            register_table()
+            if kind == "record":
+                made = make_record(for_duals(f))
+            elif kind == "value":
+                made = make_value(for_duals(f))
+            elif kind == "jacobian":
+                made = make_value_and_jacobian(driver(f, "record"))
+            else:  # ("hvp", K)
+                made = make_hvp(for_duals(f), (0.0,) * kind[1])
+            named = (f"reverse_{kind}", None) if isinstance(kind, str) else ("reverse_hvp", kind[1])
+            _drivers[key] = cache.cached(made, f, *named)
     return _drivers[key]
+
+
+def _call(f: Any, kind: Any, *arguments: Any) -> Any:
+    """Call the driver of ``kind`` for f; a disk cache entry that will not load (a stale
+    environment) means compiling without the cache from then on, as for the forward drivers."""
+    try:
+        return driver(f, kind)(*arguments)
+    except cache.LOAD_ERRORS as error:
+        if not cache.enabled():
+            raise
+        warnings.warn(
+            f"dualad could not load a compiled reverse driver from its disk cache ({error!r}); "
+            f"compiling without the cache in this process (set {cache.ENV_VAR}=off to "
+            "silence this, or delete the cache folder)",
+            stacklevel=4,
+        )
+        cache.disable()
+        for stale in [stale for stale in _drivers if stale[0] is f]:
+            del _drivers[stale]
+        return driver(f, kind)(*arguments)
 
 
 class NotRecordable(NotCompilable):
@@ -1234,9 +1305,12 @@ def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
     try:
         if kind == "record":
             nodes = max(1024, 2 * point.size)
-            return driver(f, kind)(point, np.empty(2 * nodes, np.int64), np.empty(2 * nodes), *args)
+            value, outs, tape = _call(
+                f, kind, point, np.empty(2 * nodes, np.int64), np.empty(2 * nodes), *args
+            )
+            return value, outs, Recording(*tape)
         parents, partials, adj = workspace.take(point.size)
-        *result, parents, partials, adj = driver(f, kind)(point, parents, partials, adj, *args)
+        *result, parents, partials, adj = _call(f, kind, point, parents, partials, adj, *args)
         workspace.give_back((parents, partials, adj))
         return tuple(result) if kind == "jacobian" else result[0]
     except errors.TypingError as exc:
@@ -1255,6 +1329,11 @@ def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
         ) from None
 
 
+def value(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> Any:
+    """f(point) on floats, by the disk-cached copy of f (see :func:`make_value`)."""
+    return _call(f, "value", point, *args)
+
+
 def value_and_jacobian(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
     """(f(x), J of shape f(x).shape + x.shape): one sweep for a scalar f, else one per row."""
     value, jac = run(f, "jacobian", point, *args)
@@ -1267,7 +1346,7 @@ def vjp(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
 
     def pullback(cts: np.ndarray) -> np.ndarray:
         cts = np.ascontiguousarray(cts, dtype=np.float64).reshape(outs[0].size, -1)
-        return pull(tape, outs, cts)
+        return pull(tuple(tape), outs, cts)
 
     return value, pullback
 
