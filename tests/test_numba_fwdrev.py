@@ -171,11 +171,22 @@ def stopped(x):
     return x[0] * da.stop_gradient(x[0]) * x[1] + np.sum(da.primal(x) * x * x)
 
 
+@numba.njit
+def stopped_elementwise(x):
+    """The same stop on element reads only, which the nested-Dual path compiles too."""
+    return x[0] * da.stop_gradient(x[0]) * x[1] + da.primal(x[1]) * x[1] * x[2]
+
+
 def test_stop_gradient_stops_second_derivatives():
     x = X[:4]
     expected = da.hessian(stopped.py_func, x, engine="numpy")  # as JAX's stop_gradient
     assert expected[0, 0] == 2.0 * x[0] and expected[0, 1] == x[0]  # stop(x0): 0, not 2 x1
     assert_close(da.hessian(stopped, x), expected)
+    # the nested path once removed only the outer layer: H[0, 0] was 2 x1, H[1, 0] half of x0
+    expected = da.hessian(stopped_elementwise.py_func, x, engine="numpy")
+    assert expected[0, 0] == 0.0 and expected[1, 1] == 0.0 and expected[1, 2] == x[1]
+    assert_close(nested(stopped_elementwise, x), expected)
+    assert_close(da.hessian(stopped_elementwise, x), expected)
 
 
 # --- refusals and the fallback to nested Duals ---------------------------------------------------

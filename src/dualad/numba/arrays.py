@@ -230,8 +230,10 @@ overload_first(np.ones)(_allocate("ones"))
 
 
 def _primal(x):  # noqa: ANN001
+    """The plain value: every layer of a nested Dual removed (its inner partials are
+    derivatives too, so stop_gradient of the outer layer alone left a wrong second derivative)."""
     if isinstance(x, (DualType, DualArrayType)):
-        return lambda x: x.value
+        return lambda x: primal(x.value)
     if isinstance(x, (types.Number, types.Boolean, types.Array)):
         return lambda x: x
     return None
