@@ -46,9 +46,14 @@ def _each(y: types.BaseTuple, call: str) -> str:
     return tuple_source([call.format(i=i) for i in range(len(y))])
 
 
-def one_pass_jacobian(y, shape):  # noqa: ANN001, ANN201
-    """J from a pass that carried all n directions, of shape ``y.shape + shape``: the output's
-    own partials when f made them (contiguous, not shared with the input), else a copy."""
+def first_pass(y, n, width):  # noqa: ANN001, ANN201
+    """J as an array of (output entries, n) holding the first pass's ``width`` columns: the
+    output's own partials when f made them (contiguous, not shared with the input) and they
+    carry all n directions (one pass, K = n), else a new array with the partials copied in.
+
+    One path for every output and chunking: a branch for the one-pass case in the driver would
+    compile its helpers for every output, used or not.
+    """
 
 
 def shaped_jacobian(jac, y, shape):  # noqa: ANN001, ANN201
@@ -65,20 +70,23 @@ def seed_of(flat, shape):  # noqa: ANN001, ANN201
     is, without a reshape for a 1-D input."""
 
 
-@overload_first(one_pass_jacobian)
-def _one_pass_jacobian(y, shape):  # noqa: ANN001
+@overload_first(first_pass)
+def _first_pass(y, n, width):  # noqa: ANN001
     if isinstance(y, DualArrayType) and y.partials_type.mutable and y.partials_type.layout == "C":
-        if len(shape) == 1:  # K = n: y.shape + (K,) is y.shape + shape already
-            return lambda y, shape: y.partials
-        return lambda y, shape: y.partials.reshape(y.shape + shape)
+        flat = "y.partials" if y.ndim == 1 else "y.partials.reshape((y.size, n))"
+        return generate(
+            "def impl(y, n, width):\n"
+            f"    if y.partials.shape[-1] == n:\n        return {flat}\n"
+            "    jac = new_array((y.size, n), True)\n"
+            "    store(y, jac, n - n, width)\n"
+            "    return jac\n",
+            store=store,
+        )
 
-    def copied(y, shape):  # noqa: ANN001, ANN202
-        n = 1
-        for extent in shape:
-            n *= extent
+    def copied(y, n, width):  # noqa: ANN001, ANN202
         jac = new_array((out_size(y), n), True)
-        store(y, jac, 0, n)
-        return shaped_jacobian(jac, y, shape)
+        store(y, jac, n - n, width)  # n - n: not the literal 0 (see the driver)
+        return jac
 
     return copied
 
@@ -237,17 +245,14 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
         seed = seed_of(flat, x.shape)
         point, directions = readonly(x), readonly(seed)
         start = n - n  # not the literal 0, which would compile second copies of the helpers
-        width = min(K, n)
+        width = K if K < n else n
         set_seed(flat, start, width, 1.0)
         y = f(as_input(point, directions, k_marker), *args)
         value = out_value(y)
-        if K == n:
-            return value, one_pass_jacobian(y, x.shape)
-        jac = new_array((out_size(y), n), True)
-        store(y, jac, start, width)
+        jac = first_pass(y, n, width)
         for start in range(K, n, K):
             set_seed(flat, start - K, K, 0.0)
-            width = min(K, n - start)
+            width = K if K < n - start else n - start
             set_seed(flat, start, width, 1.0)
             y = f(as_input(point, directions, k_marker), *args)
             store(y, jac, start, width)

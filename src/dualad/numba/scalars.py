@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import contextvars
+import dis
 import math
 import operator
 import threading
@@ -28,6 +29,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import errors
 from numba.core.registry import CPUDispatcher
@@ -190,6 +192,25 @@ def _compiled_partial(rule: rules.Rule, i: int, argtypes: tuple[Any, ...]) -> An
 # --- generating implementations ------------------------------------------------------------------
 
 
+def _returned_argument(partial: Any, nargs: int) -> int | None:
+    """The position of the argument that ``partial`` returns unchanged (multiply's
+    ``lambda x1, x2, y: x2``, exp's ``lambda x, y: y``), read off its bytecode; else None.
+
+    Such a partial is emitted as that argument: compiling it as a function of its own (once per
+    argument types) costs more than all the rest of its rule's implementation.
+    """
+    code = getattr(partial, "__code__", None)
+    if code is None or code.co_argcount != nargs or code.co_flags & (0x04 | 0x08):
+        return None  # not a plain function of exactly the arguments given (no *args, **kwargs)
+    ops = [op for op in dis.get_instructions(code) if op.opname not in ("RESUME", "NOP", "CACHE")]
+    if len(ops) != 2 or ops[1].opname != "RETURN_VALUE":
+        return None
+    if ops[0].opname not in ("LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"):
+        return None
+    names = code.co_varnames[:nargs]
+    return names.index(ops[0].argval) if ops[0].argval in names else None
+
+
 def _zero_safe(p: str, c: str, nested: bool = False) -> str:
     """``p * c``, but 0 for a zero tangent ``p`` even where ``c`` is infinite or NaN.
 
@@ -251,6 +272,10 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
                 p = f"p{i}[{k}]"
                 terms[k].append(p if c == 1.0 else f"-{p}" if c == -1.0 else f"{p} * {c!r}")
             continue
+        returned = None if nested else _returned_argument(partial, len(argtypes) + 1)
+        if returned is not None:  # the partial is one of its arguments: no function to compile
+            scaled.append((f"p{i}", f"v{returned}" if returned < len(argtypes) else "y", True))
+            continue
         env[f"d{i}"] = _compiled_partial(rule, i, argtypes)
         body.append(f"c{i} = d{i}({values}, y)")
         scaled.append((f"p{i}", f"c{i}", True))
@@ -281,6 +306,15 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
     return _impls[key]
 
 
+def _products(builder: Any, entries: list[Any], c: Any, safe: bool) -> list[Any]:
+    """LLVM IR of ``e * c`` for each entry e; with ``safe``, 0 where e is 0 (c may be inf)."""
+    if not safe:
+        return [builder.fmul(e, c) for e in entries]
+    zero = ir.Constant(ir.DoubleType(), 0.0)
+    nonzero = [builder.fcmp_unordered("!=", e, zero) for e in entries]
+    return [builder.select(z, builder.fmul(e, c), zero) for z, e in zip(nonzero, entries)]
+
+
 @intrinsic
 def tangent(typingctx, partials, coefficients, guarded):  # noqa: ANN001
     """The K sums ``sum_i partials[i][k] * coefficients[i]`` of a rule's chain rule, as a K-tuple.
@@ -288,7 +322,7 @@ def tangent(typingctx, partials, coefficients, guarded):  # noqa: ANN001
     ``partials`` holds the K-tuples of float64 partials of the Dual inputs, ``coefficients`` the
     local derivatives (real numbers).  Bit i of the literal ``guarded`` marks a coefficient
     that may be infinite or NaN: its term is then 0 for a zero tangent entry (as
-    :func:`_zero_safe` says; a select, so loops over Duals can still be vectorised).
+    :func:`_zero_safe` says), by selects after one branch on the coefficient being finite.
     """
     if not (
         isinstance(partials, types.BaseTuple)
@@ -305,23 +339,30 @@ def tangent(typingctx, partials, coefficients, guarded):  # noqa: ANN001
     mask = guarded.literal_value
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
-        zero = context.get_constant(types.float64, 0.0)
         sums: list[Any] = [None] * K
         for i, ctype in enumerate(sig.args[1]):
             p = builder.extract_value(args[0], i)
             c = context.cast(builder, builder.extract_value(args[1], i), ctype, types.float64)
-            finite = None
-            if mask >> i & 1 and K > 1:  # is c finite: c - c is 0, not NaN
+            entries = [builder.extract_value(p, k) for k in range(K)]
+            if not mask >> i & 1:
+                terms = _products(builder, entries, c, False)
+            elif K == 1:
+                terms = _products(builder, entries, c, True)
+            else:  # a branch on c once, plain products when it is finite (c - c is 0, not NaN)
                 difference = builder.fsub(c, c)
                 finite = builder.fcmp_ordered("ord", difference, difference)
-            for k in range(K):
-                entry = builder.extract_value(p, k)
-                term = builder.fmul(entry, c)
-                if mask >> i & 1:
-                    keep = builder.fcmp_unordered("!=", entry, zero)
-                    if finite is not None:
-                        keep = builder.or_(finite, keep)
-                    term = builder.select(keep, term, zero)
+                with builder.if_else(finite, likely=True) as (then, otherwise):
+                    with then:
+                        plain, plain_block = _products(builder, entries, c, False), builder.block
+                    with otherwise:
+                        safe, safe_block = _products(builder, entries, c, True), builder.block
+                terms = []
+                for a, b in zip(plain, safe):
+                    phi = builder.phi(a.type)
+                    phi.add_incoming(a, plain_block)
+                    phi.add_incoming(b, safe_block)
+                    terms.append(phi)
+            for k, term in enumerate(terms):
                 sums[k] = term if sums[k] is None else builder.fadd(sums[k], term)
         return context.make_tuple(builder, result, sums)
 
