@@ -139,8 +139,8 @@ def _getitem(a, idx):  # noqa: ANN001
     if element is not None and a.partials_type.dtype == types.float64:
         lead, _ = element
         return generate(
-            f"def impl(a, idx):\n"
-            f"    return make_dual(a.value[{lead}], partials_at(a.partials, idx, {a.K}))\n",
+            f"def impl(a, idx):\n    p = partials_at(a.partials, idx, {a.K})\n"
+            f"    return make_dual(a.value[{lead}], p)\n",
             partials_at=partials_at,
         )
     if element is not None:

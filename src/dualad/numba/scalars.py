@@ -311,8 +311,10 @@ def _products(builder: Any, entries: list[Any], c: Any, safe: bool) -> list[Any]
     if not safe:
         return [builder.fmul(e, c) for e in entries]
     zero = ir.Constant(ir.DoubleType(), 0.0)
-    nonzero = [builder.fcmp_unordered("!=", e, zero) for e in entries]
-    return [builder.select(z, builder.fmul(e, c), zero) for z, e in zip(nonzero, entries)]
+    return [
+        builder.select(builder.fcmp_unordered("!=", e, zero), builder.fmul(e, c), zero)
+        for e in entries
+    ]
 
 
 @intrinsic
