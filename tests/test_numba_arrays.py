@@ -141,6 +141,31 @@ def test_slices_assignment_copy_where_stack_transpose():
     check(slicing)
 
 
+@numba.njit
+def entries(x):
+    """Single entries read and written by negative indices, which wrap as on arrays."""
+    a = x.reshape((2, 3))
+    out = np.zeros_like(x)
+    out[-1] = x[-1] * x[0]  # 1-D read and write
+    out[-6] = a[-1, -2] * a[0, -3]  # 2-D reads by a tuple
+    out[2] = a[1, 0] + x[-3]
+    out[-3] = 2.0  # a float into a Dual entry: zero partials
+    b = np.zeros_like(a)
+    b[-2, 1] = x[5] * x[5]  # 2-D write by a tuple
+    out[1] = b[0, 1]
+    return out
+
+
+def test_entries_by_negative_indices():
+    jac = check(entries)
+    expected = np.zeros((6, 6))
+    expected[5, [5, 0]] = X[0], X[5]
+    expected[0, [4, 0]] = X[0], X[4]
+    expected[2, 3] = 2.0  # a[1, 0] and x[-3] are both x[3]
+    expected[1, 5] = 2.0 * X[5]
+    np.testing.assert_allclose(jac, expected, rtol=1e-15, atol=0.0)
+
+
 # --- refusals: each names what to write instead --------------------------------------------------
 
 

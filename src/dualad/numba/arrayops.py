@@ -147,8 +147,8 @@ def elementwise_impl(
     elif values_only:
         body.append(f"out_v = np.empty({shape}, dtype=dtype)")
     else:
-        body.append(f"out_v = np.empty({shape})")
-        body.append(f"out_p = np.empty({shape} + ({K},))")
+        body.append(f"out_v = new_array({shape}, False)")
+        body.append(f"out_p = new_array({shape} + ({K},), False)")
     indent = "    " * (D + 1)
     loops = [f"{'    ' * (a + 1)}for i{a} in range(n{a}):" for a in range(D)]
     inner: list[str] = []
@@ -183,7 +183,8 @@ def elementwise_impl(
     elif values_only and values_only != "dual":
         lines.append("    return out_v")
     elif values_only:  # zero partials: see _array_typer
-        lines.append(f"    return make_dual_array(out_v, np.zeros(out_v.shape + ({K},)), {K})")
+        zeros = f"new_array(out_v.shape + ({K},), True)"
+        lines.append(f"    return make_dual_array(out_v, {zeros}, {K})")
     else:
         lines.append(f"    return make_dual_array(out_v, out_p, {K})")
     source = f"def impl({params or _names(len(argtypes))}):\n" + "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.core.imputils import RefType, impl_ret_new_ref, iternext_impl, lower_builtin
-from numba.extending import overload_attribute, overload_method
+from numba.extending import intrinsic, overload_attribute, overload_method
 
 from ..dual import primal
 from ..transforms import stop_gradient
@@ -43,6 +43,86 @@ def _element_indices(array: DualArrayType, index: Any) -> list[str] | None:
     return None
 
 
+def _entry_pointers(context, builder, array_type, array, index_type, index, K):  # noqa: ANN001, ANN202
+    """Pointers to ``array[index + (k,)]`` for k < K: the K partials of one entry, indexed as
+    Numba indexes (negative indices wrap; bounds checked when Numba checks bounds)."""
+    from numba.np.arrayobj import fix_integer_index, make_array
+
+    ary = make_array(array_type)(context, builder, array)
+    shapes = cgutils.unpack_tuple(builder, ary.shape, count=array_type.ndim)
+    strides = cgutils.unpack_tuple(builder, ary.strides, count=array_type.ndim)
+    if isinstance(index_type, types.BaseTuple):
+        types_, values = list(index_type), cgutils.unpack_tuple(builder, index, len(index_type))
+    else:
+        types_, values = [index_type], [index]
+    lead = [
+        fix_integer_index(context, builder, t, v, shapes[d])
+        for d, (t, v) in enumerate(zip(types_, values))
+    ]
+    return [
+        cgutils.get_item_pointer2(
+            context, builder, ary.data, shapes, strides, array_type.layout,
+            lead + [context.get_constant(types.intp, k)], wraparound=False,
+            boundscheck=context.enable_boundscheck,
+        )
+        for k in range(K)
+    ]  # fmt: skip
+
+
+def _is_entry_index(array: Any, index: Any) -> bool:
+    if not isinstance(array, types.Array) or array.ndim < 1:
+        return False
+    if isinstance(index, types.Integer):
+        return array.ndim == 2
+    return (
+        isinstance(index, types.BaseTuple)
+        and len(index) == array.ndim - 1
+        and all(isinstance(t, types.Integer) for t in index)
+    )
+
+
+@intrinsic
+def partials_at(typingctx, partials, index, k_marker):  # noqa: ANN001
+    """The K partials of one entry, ``partials[index + (k,)]`` for k < K, as a tuple.
+
+    One intrinsic rather than K indexing expressions, each of which Numba would type and lower
+    in every generated getitem (compiled per array type and K)."""
+    if not _is_entry_index(partials, index) or not isinstance(k_marker, types.IntegerLiteral):
+        return None
+    K = k_marker.literal_value
+    result = types.UniTuple(partials.dtype, K)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        pointers = _entry_pointers(context, builder, sig.args[0], args[0], sig.args[1], args[1], K)
+        items = [builder.load(pointer) for pointer in pointers]
+        return context.make_tuple(builder, result, items)
+
+    return result(partials, index, k_marker), codegen
+
+
+@intrinsic
+def set_partials_at(typingctx, partials, index, values):  # noqa: ANN001
+    """``partials[index + (k,)] = values[k]`` for each k of the tuple ``values`` (see
+    :func:`partials_at`)."""
+    if not _is_entry_index(partials, index) or not partials.mutable:
+        return None
+    if not isinstance(values, types.BaseTuple) or not all(
+        isinstance(t, (types.Float, types.Integer, types.Boolean)) for t in values
+    ):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        K = len(sig.args[2])
+        pointers = _entry_pointers(context, builder, sig.args[0], args[0], sig.args[1], args[1], K)
+        dtype = sig.args[0].dtype
+        for k, pointer in enumerate(pointers):
+            item = builder.extract_value(args[2], k)
+            builder.store(context.cast(builder, item, sig.args[2][k], dtype), pointer)
+        return context.get_dummy_value()
+
+    return types.none(partials, index, values), codegen
+
+
 def _element_partials(array: DualArrayType, index: Any) -> tuple[str, list[str]] | None:
     at = _element_indices(array, index)
     if at is None:
@@ -56,6 +136,13 @@ def _getitem(a, idx):  # noqa: ANN001
     if not isinstance(a, DualArrayType):
         return None
     element = _element_partials(a, idx)
+    if element is not None and a.partials_type.dtype == types.float64:
+        lead, _ = element
+        return generate(
+            f"def impl(a, idx):\n    p = partials_at(a.partials, idx, {a.K})\n"
+            f"    return make_dual(a.value[{lead}], p)\n",
+            partials_at=partials_at,
+        )
     if element is not None:
         lead, parts = element
         reads = "".join(f"    e{k} = {part}\n" for k, part in enumerate(parts))
@@ -94,6 +181,12 @@ def _setitem(a, idx, val):  # noqa: ANN001
     element = _element_partials(a, idx)
     if element is not None:
         lead, _ = element
+        if isinstance(val, DualType) and val.K == a.K and val.base == types.float64:
+            return generate(
+                f"def impl(a, idx, val):\n    a.value[{lead}] = val.value\n"
+                "    set_partials_at(a.partials, idx, val.partials)\n",
+                set_partials_at=set_partials_at,
+            )
         if isinstance(val, DualType):
             stores = [f"    a.partials[{lead}, {k}] = p[{k}]\n" for k in range(a.K)]
             return generate(
@@ -101,9 +194,11 @@ def _setitem(a, idx, val):  # noqa: ANN001
                 "    p = val.partials\n" + "".join(stores)
             )
         if isinstance(val, (types.Float, types.Integer, types.Boolean)):
-            stores = [f"    a.partials[{lead}, {k}] = 0.0\n" for k in range(a.K)]
+            zeros = tuple_source(["0.0"] * a.K)
             return generate(
-                f"def impl(a, idx, val):\n    a.value[{lead}] = val\n" + "".join(stores)
+                f"def impl(a, idx, val):\n    a.value[{lead}] = val\n"
+                f"    set_partials_at(a.partials, idx, {zeros})\n",
+                set_partials_at=set_partials_at,
             )
         return None
     if isinstance(val, DualArrayType):
@@ -191,10 +286,11 @@ def _copy(a):  # noqa: ANN001
 
 def _new_dual_array(signature: str, values: str, partials: str, K: int) -> Any:
     """An implementation ``impl(signature)`` returning a DualArray of the ``values`` source (an
-    array expression) with partials from ``np.<partials>(values.shape + (K,))``."""
+    array expression) with partials like ``np.<partials>(values.shape + (K,))``."""
+    zeroed = partials == "zeros"
     return generate(
         f"def impl({signature}):\n    v = {values}\n"
-        f"    return make_dual_array(v, np.{partials}(v.shape + ({K},)), {K})\n"
+        f"    return make_dual_array(v, new_array(v.shape + ({K},), {zeroed}), {K})\n"
     )
 
 
@@ -219,7 +315,8 @@ def _allocate(fill: str):
         if not isinstance(dtype, DualDtypeType):
             return None
         lead = "(shape,)" if isinstance(shape, types.Integer) else "shape"
-        return _new_dual_array("shape, dtype=None", f"np.{fill}({lead})", "zeros", dtype.K)
+        values = f"np.ones({lead})" if fill == "ones" else f"new_array({lead}, {fill == 'zeros'})"
+        return _new_dual_array("shape, dtype=None", values, "zeros", dtype.K)
 
     return typer
 
@@ -280,12 +377,12 @@ def _array(obj, dtype=None):  # noqa: ANN001
     if isinstance(obj, types.List):
         return generate(
             "def impl(obj, dtype=None):\n    n = len(obj)\n"
-            f"    out = make_dual_array(np.empty(n), np.empty((n, {K})), {K})\n"
+            f"    out = make_dual_array(new_array(n, False), new_array((n, {K}), False), {K})\n"
             "    for i in range(n):\n        out[i] = obj[i]\n    return out\n"
         )
     stores = "".join(f"    out[{i}] = obj[{i}]\n" for i in range(len(obj)))
     return generate(
         f"def impl(obj, dtype=None):\n    n = {len(obj)}\n"
-        f"    out = make_dual_array(np.empty(n), np.empty((n, {K})), {K})\n"
+        f"    out = make_dual_array(new_array(n, False), new_array((n, {K}), False), {K})\n"
         + stores + "    return out\n"
     )  # fmt: skip

@@ -11,13 +11,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import prange, types
-from numba.extending import overload
 
 from .dualtypes import (
     DualArrayType,
     DualType,
     generate,
     make_dual_array,
+    new_array,
+    overload_first,
     readonly,
     tuple_source,
 )
@@ -31,7 +32,7 @@ def out_shape(y):  # noqa: ANN001, ANN201
     """The output's shape (``()`` for a scalar)."""
 
 
-@overload(out_shape)
+@overload_first(out_shape)
 def _out_shape(y):  # noqa: ANN001
     if isinstance(y, (DualArrayType, types.Array)):
         return lambda y: y.shape
@@ -45,25 +46,68 @@ def _each(y: types.BaseTuple, call: str) -> str:
     return tuple_source([call.format(i=i) for i in range(len(y))])
 
 
-def one_pass_jacobian(y, shape):  # noqa: ANN001, ANN201
-    """J from a pass that carried all n directions, of shape ``y.shape + shape``: the output's
-    own partials when f made them (contiguous, not shared with the input), else a copy."""
+def first_pass(y, n, width):  # noqa: ANN001, ANN201
+    """J as an array of (output entries, n) holding the first pass's ``width`` columns: the
+    output's own partials when f made them (contiguous, not shared with the input) and they
+    carry all n directions (one pass, K = n), else a new array with the partials copied in.
+
+    One path for every output and chunking: a branch for the one-pass case in the driver would
+    compile its helpers for every output, used or not.
+    """
 
 
-@overload(one_pass_jacobian)
-def _one_pass_jacobian(y, shape):  # noqa: ANN001
+def shaped_jacobian(jac, y, shape):  # noqa: ANN001, ANN201
+    """``jac`` (one row per output entry, one column per input entry) as an array of shape
+    ``out_shape(y) + shape``.
+
+    Without a reshape where the shapes already agree (a 1-D input and a 1-D or scalar output,
+    the common case): Numba's reshape costs a noticeable part of a first call to compile.
+    """
+
+
+def seed_of(flat, shape):  # noqa: ANN001, ANN201
+    """The seed of shape ``shape + (K,)`` that ``flat`` (shape (n, K), n the size of ``shape``)
+    is, without a reshape for a 1-D input."""
+
+
+@overload_first(first_pass)
+def _first_pass(y, n, width):  # noqa: ANN001
     if isinstance(y, DualArrayType) and y.partials_type.mutable and y.partials_type.layout == "C":
-        return lambda y, shape: y.partials.reshape(y.shape + shape)
+        flat = "y.partials" if y.ndim == 1 else "y.partials.reshape((y.size, n))"
+        return generate(
+            "def impl(y, n, width):\n"
+            f"    if y.partials.shape[-1] == n:\n        return {flat}\n"
+            "    jac = new_array((y.size, n), True)\n"
+            "    store(y, jac, n - n, width)\n"
+            "    return jac\n",
+            store=store,
+        )
 
-    def copied(y, shape):  # noqa: ANN001, ANN202
-        n = 1
-        for extent in shape:
-            n *= extent
-        jac = np.zeros((out_size(y), n))
-        store(y, jac, 0, n)
-        return jac.reshape(out_shape(y) + shape)
+    def copied(y, n, width):  # noqa: ANN001, ANN202
+        jac = new_array((out_size(y), n), True)
+        store(y, jac, n - n, width)  # n - n: not the literal 0 (see the driver)
+        return jac
 
     return copied
+
+
+@overload_first(shaped_jacobian)
+def _shaped_jacobian(jac, y, shape):  # noqa: ANN001
+    if len(shape) == 1:
+        if isinstance(y, (DualArrayType, types.Array)) and y.ndim == 1:
+            return lambda jac, y, shape: jac
+        if isinstance(y, types.BaseTuple):  # out_shape: one axis of the leaves' entries
+            return lambda jac, y, shape: jac
+        if not isinstance(y, (DualArrayType, types.Array)):  # a scalar output
+            return lambda jac, y, shape: jac[0]
+    return lambda jac, y, shape: jac.reshape(out_shape(y) + shape)
+
+
+@overload_first(seed_of)
+def _seed_of(flat, shape):  # noqa: ANN001
+    if len(shape) == 1:
+        return lambda flat, shape: flat
+    return lambda flat, shape: flat.reshape(shape + (flat.shape[1],))
 
 
 def out_value(y):  # noqa: ANN001, ANN201
@@ -75,7 +119,7 @@ def store(y, out, start, width):  # noqa: ANN001, ANN201
     """Write the first ``width`` partials of each output entry into ``out[:, start:]``."""
 
 
-@overload(out_size)
+@overload_first(out_size)
 def _out_size(y):  # noqa: ANN001
     if isinstance(y, (DualArrayType, types.Array)):
         return lambda y: y.size
@@ -90,7 +134,7 @@ def _out_size(y):  # noqa: ANN001
 # Jacobians, one per output, as the NumPy engine gives for a tuple output.
 
 
-@overload(out_value)
+@overload_first(out_value)
 def _out_value(y):  # noqa: ANN001
     if isinstance(y, types.BaseTuple):
         return generate(f"def impl(y):\n    return {_each(y, 'out_value(y[{i}])')}\n",
@@ -102,11 +146,17 @@ def _out_value(y):  # noqa: ANN001
     if isinstance(y, types.Array):
         return lambda y: y.astype(np.float64)
     if isinstance(y, DualType):
-        return lambda y: np.full((), y.value)
-    return lambda y: np.full((), np.float64(y))
+        return _scalar_value("y.value")
+    return _scalar_value("y")
 
 
-@overload(store)
+def _scalar_value(value: str):  # noqa: ANN202
+    """An implementation ``impl(y)`` returning the 0-d float64 array of ``value``."""
+    source = f"def impl(y):\n    a = new_array((), False)\n    a[()] = {value}\n    return a\n"
+    return generate(source, new_array=new_array)
+
+
+@overload_first(store)
 def _store(y, out, start, width):  # noqa: ANN001
     if isinstance(y, DualType):
 
@@ -117,6 +167,15 @@ def _store(y, out, start, width):  # noqa: ANN001
 
         return store_dual
     if isinstance(y, DualArrayType):
+        if y.ndim == 1:
+
+            def store_vector(y, out, start, width):  # noqa: ANN001, ANN202
+                p = y.partials
+                for i in range(out.shape[0]):
+                    for k in range(width):
+                        out[i, start + k] = p[i, k]
+
+            return store_vector
 
         def store_array(y, out, start, width):  # noqa: ANN001, ANN202
             # Loops, not out[:, a:b] = p[:, :w]: Numba's slice assignment costs seconds to compile.
@@ -141,7 +200,7 @@ def as_input(point, directions, k_marker):  # noqa: ANN001, ANN201
     """What f receives: a DualArray, or a Dual for a 0-d point (f of a scalar)."""
 
 
-@overload(as_input)
+@overload_first(as_input)
 def _as_input(point, directions, k_marker):  # noqa: ANN001
     if point.ndim > 0:
         return lambda point, directions, k_marker: make_dual_array(point, directions, k_marker)
@@ -182,25 +241,22 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
     def value_and_jacobian(x, *args):  # noqa: ANN001, ANN202
         n = x.size
         K = len(k_marker)
-        seed = np.zeros(x.shape + (K,))
-        flat = seed.reshape((n, K))
+        flat = new_array((n, K), True)
+        seed = seed_of(flat, x.shape)
         point, directions = readonly(x), readonly(seed)
         start = n - n  # not the literal 0, which would compile second copies of the helpers
-        width = min(K, n)
+        width = K if K < n else n
         set_seed(flat, start, width, 1.0)
         y = f(as_input(point, directions, k_marker), *args)
         value = out_value(y)
-        if width == n:
-            return value, one_pass_jacobian(y, x.shape)
-        jac = np.zeros((out_size(y), n))
-        store(y, jac, start, width)
+        jac = first_pass(y, n, width)
         for start in range(K, n, K):
             set_seed(flat, start - K, K, 0.0)
-            width = min(K, n - start)
+            width = K if K < n - start else n - start
             set_seed(flat, start, width, 1.0)
             y = f(as_input(point, directions, k_marker), *args)
             store(y, jac, start, width)
-        return value, jac.reshape(out_shape(y) + x.shape)
+        return value, shaped_jacobian(jac, y, x.shape)
 
     return value_and_jacobian
 
@@ -226,7 +282,7 @@ def flat_value(value):  # noqa: ANN001, ANN201
     """The value at one point of a batch as a 1-D array (a tuple output is refused there)."""
 
 
-@overload(flat_value)
+@overload_first(flat_value)
 def _flat_value(value):  # noqa: ANN001
     if isinstance(value, types.BaseTuple):
         from .scalars import refuse
@@ -242,22 +298,24 @@ def out_tangent(y, k_marker):  # noqa: ANN001, ANN201
     """The output's partials, shape ``y.shape + (K,)``; zeros for an output that is no Dual."""
 
 
-@overload(out_tangent)
+@overload_first(out_tangent)
 def _out_tangent(y, k_marker):  # noqa: ANN001
     if isinstance(y, DualArrayType):
         if y.partials_type.mutable:
             return lambda y, k_marker: y.partials  # made inside f: not shared
         return lambda y, k_marker: y.partials.copy()  # f returned (a view of) its input
     if isinstance(y, DualType):
-        return lambda y, k_marker: np.array(y.partials)
+        copies = "".join(f"    t[{k}] = y.partials[{k}]\n" for k in range(y.K))
+        source = f"def impl(y, k_marker):\n    t = new_array({y.K}, False)\n{copies}    return t\n"
+        return generate(source, new_array=new_array)
     if isinstance(y, types.Array):
-        return lambda y, k_marker: np.zeros(y.shape + (len(k_marker),))
+        return lambda y, k_marker: new_array(y.shape + (len(k_marker),), True)
     if isinstance(y, types.BaseTuple):
         return generate(
             f"def impl(y, k_marker):\n    return {_each(y, 'out_tangent(y[{i}], k_marker)')}\n",
             out_tangent=out_tangent,
         )
-    return lambda y, k_marker: np.zeros(len(k_marker))
+    return lambda y, k_marker: new_array(len(k_marker), True)
 
 
 def make_jvp(f, k_marker):  # noqa: ANN001, ANN201

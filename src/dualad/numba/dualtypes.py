@@ -28,12 +28,17 @@ from numba.extending import (
 
 _REAL = (types.Float, types.Integer, types.Boolean)
 
+#: Numba options of the functions dualad compiles to be called only from compiled code (the
+#: overloads, the rules' partials, the drivers' helpers): no C-callable wrapper, which Numba
+#: would otherwise generate, optimise and turn into machine code for each of them.
+HELPER_OPTIONS = {"no_cfunc_wrapper": True}
+
 
 def overload_first(func):  # noqa: ANN001, ANN201
     """``numba.extending.overload`` for the CPU target, so that Numba tries it before its own
     generic templates: np.empty_like's would otherwise accept a DualArray and make a 0-d array
     of it, depending on which template Numba happened to register first."""
-    return overload(func, target="cpu")
+    return overload(func, target="cpu", jit_options=HELPER_OPTIONS)
 
 
 class DualType(types.Type):
@@ -137,8 +142,10 @@ make_attribute_wrapper(DualArrayType, "partials", "partials")
 def generate(source: str, name: str = "impl", label: str = "generated", **names: Any) -> Any:
     """The function ``name`` defined by Python ``source`` (an overload's implementation written
     for one type, e.g. with K unrolled), seeing ``make_dual``, ``make_dual_array``, ``np``,
-    ``math`` and ``names``.  Its file is ``<dualad label>``, which error locations skip."""
+    ``math``, ``new_array`` and ``names``.  Its file is ``<dualad label>``, which error
+    locations skip."""
     env = {"make_dual": make_dual, "make_dual_array": make_dual_array, "np": np, "math": math}
+    env["new_array"] = new_array
     env["__name__"] = __name__  # an importable module: Numba's disk cache rebuilds from it
     env.update(names)
     exec(compile(source, f"<dualad {label}>", "exec"), env)  # noqa: S102
@@ -215,6 +222,39 @@ def make_dual_array(typingctx, value, partials, k_marker):  # noqa: ANN001
         return arr._getvalue()
 
     return result(value, partials, k_marker), codegen
+
+
+@intrinsic
+def new_array(typingctx, shape, zeroed):  # noqa: ANN001
+    """A new C-contiguous float64 array of ``shape`` (an integer or a tuple of integers), filled
+    with zeros when the literal ``zeroed`` is true.
+
+    What ``np.empty(shape)`` and ``np.zeros(shape)`` make, lowered in place: Numba compiles its
+    own overloads of those as separate functions, once per type of ``shape``, each optimised and
+    turned into machine code on its own, a noticeable part of a first call.
+    """
+    if isinstance(shape, types.Integer):
+        ndim = 1
+    elif isinstance(shape, types.BaseTuple) and all(isinstance(s, types.Integer) for s in shape):
+        ndim = len(shape)
+    else:
+        return None
+    if not isinstance(zeroed, (types.BooleanLiteral, types.IntegerLiteral)):
+        return None
+    result = types.Array(types.float64, ndim, "C")
+    fill = bool(zeroed.literal_value)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        from numba.np.arrayobj import _empty_nd_impl, _parse_shape
+
+        array = _empty_nd_impl(
+            context, builder, result, _parse_shape(context, builder, sig.args[0], args[0])
+        )
+        if fill:
+            cgutils.memset(builder, array.data, builder.mul(array.itemsize, array.nitems), 0)
+        return array._getvalue()
+
+    return result(shape, zeroed), codegen
 
 
 @intrinsic

@@ -51,7 +51,7 @@ def _flat(a):  # noqa: ANN001
 
 def _new(shape: str, K: int) -> str:
     """Source of an uninitialised DualArray of the tuple ``shape`` (source) with K partials."""
-    return f"make_dual_array(np.empty({shape}), np.empty({shape} + ({K},)), {K})"
+    return f"make_dual_array(new_array({shape}, False), new_array({shape} + ({K},), False), {K})"
 
 
 def _sum_all(K: int) -> Any:

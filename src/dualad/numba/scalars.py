@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import contextvars
+import dis
 import math
 import operator
 import threading
@@ -28,14 +29,23 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import errors
 from numba.core.registry import CPUDispatcher
+from numba.extending import intrinsic
 
 from .. import rules
 from ..dual import label
 from . import special as compiled_special
-from .dualtypes import DualArrayType, DualType, generate, overload_first, tuple_source
+from .dualtypes import (
+    HELPER_OPTIONS,
+    DualArrayType,
+    DualType,
+    generate,
+    overload_first,
+    tuple_source,
+)
 
 #: Messages of dualad's own refusals met while typing in this thread (context); the driver
 #: reports them instead of Numba's long list of candidate signatures.  Typing runs in the thread
@@ -86,9 +96,9 @@ _jitted: dict[tuple[Any, int], Any] = {}
 def _substitutes(depth: int = 0) -> dict[Any, Any]:
     if depth not in _SUBSTITUTES:
         subs = _SUBSTITUTES[depth] = {}
-        subs[rules._is_plain_number] = numba.njit(lambda p: True)
+        subs[rules._is_plain_number] = numba.njit(lambda p: True, inline="always")
         # Numba computes np.power(x, 2) by pow() but x ** 2 by multiplication: same values.
-        subs[np.power] = numba.njit(lambda x, p: x**p, error_model="numpy")
+        subs[np.power] = numba.njit(lambda x, p: x**p, error_model="numpy", inline="always")
     return _SUBSTITUTES[depth]
 
 
@@ -104,7 +114,7 @@ def _numpy_for_scalars(depth: int = 0) -> Any:
     if depth not in _scalar_numpy:
         module = _scalar_numpy[depth] = pytypes.ModuleType("numpy")
         module.__dict__.update(np.__dict__)
-        module.where = numba.njit(lambda c, a, b: a if c else b)
+        module.where = numba.njit(lambda c, a, b: a if c else b, inline="always")
     return _scalar_numpy[depth]
 
 
@@ -149,7 +159,7 @@ def jit_function(fn: Callable[..., Any], depth: int = 0) -> Any:
         )
     rebuilt = pytypes.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, cells)
     # NumPy's error model: a local derivative 0.5 / sqrt(0) is inf (then masked), not an error.
-    _jitted[fn, depth] = numba.njit(rebuilt, error_model="numpy")
+    _jitted[fn, depth] = numba.njit(rebuilt, error_model="numpy", **HELPER_OPTIONS)
     return _jitted[fn, depth]
 
 
@@ -186,6 +196,25 @@ def partial_on_values(rule: rules.Rule, i: int, plain: tuple[Any, ...]) -> Any:
 
 
 # --- generating implementations ------------------------------------------------------------------
+
+
+def _returned_argument(partial: Any, nargs: int) -> int | None:
+    """The position of the argument that ``partial`` returns unchanged (multiply's
+    ``lambda x1, x2, y: x2``, exp's ``lambda x, y: y``), read off its bytecode; else None.
+
+    Such a partial is emitted as that argument: compiling it as a function of its own (once per
+    argument types) costs more than all the rest of its rule's implementation.
+    """
+    code = getattr(partial, "__code__", None)
+    if code is None or code.co_argcount != nargs or code.co_flags & (0x04 | 0x08):
+        return None  # not a plain function of exactly the arguments given (no *args, **kwargs)
+    ops = [op for op in dis.get_instructions(code) if op.opname not in ("RESUME", "NOP", "CACHE")]
+    if len(ops) != 2 or ops[1].opname != "RETURN_VALUE":
+        return None
+    if ops[0].opname not in ("LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"):
+        return None
+    names = code.co_varnames[:nargs]
+    return names.index(ops[0].argval) if ops[0].argval in names else None
 
 
 def _zero_safe(p: str, c: str, nested: bool = False) -> str:
@@ -226,7 +255,7 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
     key = (id(rule), primal, tuple(argtypes), K)
     if key in _impls:
         return _impls[key]
-    env: dict[str, Any] = {"primal": primal, "is_zero": is_zero}
+    env: dict[str, Any] = {"primal": primal, "is_zero": is_zero, "tangent": tangent}
     values = ", ".join(f"v{i}" for i in range(len(argtypes)))
     body = []
     for i, dual in enumerate(mask):
@@ -235,6 +264,7 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
             body.append(f"p{i} = x{i}.partials")
     body.append(f"y = primal({values})")
     terms: list[list[str]] = [[] for _ in range(K)]
+    scaled: list[tuple[str, str, bool]] = []  # (partials, coefficient, zero-safe) of each input
     for i, dual in enumerate(mask):
         partial = rule.partials[i]
         if not dual or partial is None:
@@ -243,31 +273,108 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
             refuse(f"{rule.name} is not differentiable in its input {i + 1}; pass a plain number")
         if not callable(partial):
             c = float(partial)
+            scaled.append((f"p{i}", repr(c), False))
             for k in range(K):
                 p = f"p{i}[{k}]"
                 terms[k].append(p if c == 1.0 else f"-{p}" if c == -1.0 else f"{p} * {c!r}")
             continue
+        returned = None if nested else _returned_argument(partial, len(argtypes) + 1)
+        if returned is not None:  # the partial is one of its arguments: no function to compile
+            scaled.append((f"p{i}", f"v{returned}" if returned < len(argtypes) else "y", True))
+            continue
         env[f"d{i}"] = _compiled_partial(rule, i, argtypes)
         body.append(f"c{i} = d{i}({values}, y)")
-        safe = [_zero_safe(f"p{i}[{k}]", f"c{i}", nested) for k in range(K)]
-        if K == 1 and not nested:
-            body.extend(f"t{i}_{k} = {safe[k]}" for k in range(K))
-        else:  # math.isfinite of a nested c reads its value
-            body.append(f"if math.isfinite(c{i}):")
-            body.extend(f"    t{i}_{k} = p{i}[{k}] * c{i}" for k in range(K))
-            body.append("else:")
-            body.extend(f"    t{i}_{k} = {safe[k]}" for k in range(K))
+        scaled.append((f"p{i}", f"c{i}", True))
+        if not nested:
+            continue
+        body.append(f"if math.isfinite(c{i}):")  # math.isfinite of a nested c reads its value
+        body.extend(f"    t{i}_{k} = p{i}[{k}] * c{i}" for k in range(K))
+        body.append("else:")
+        body.extend(f"    t{i}_{k} = {_zero_safe(f'p{i}[{k}]', f'c{i}', nested)}" for k in range(K))
         for k in range(K):
             terms[k].append(f"t{i}_{k}")
-    # One statement per entry: Numba mis-reads a tuple display of more than 30 expressions.
-    body.extend(
-        f"s{k} = " + (" + ".join(t).replace("+ -", "- ") if t else "0.0")
-        for k, t in enumerate(terms)
-    )
-    body.append(f"return make_dual(y, {tuple_source([f's{k}' for k in range(K)])})")
+    if not nested and scaled:
+        # One intrinsic makes the K sums in LLVM IR: K unrolled statements per input cost
+        # Numba's typing and lowering far more (each rule is compiled per argument types and K).
+        partials = tuple_source([p for p, _, _ in scaled])
+        coefficients = tuple_source([c for _, c, _ in scaled])
+        guarded = sum(1 << j for j, (_, _, safe) in enumerate(scaled) if safe)
+        body.append(f"return make_dual(y, tangent({partials}, {coefficients}, {guarded}))")
+    else:
+        # One statement per entry: Numba mis-reads a tuple display of more than 30 expressions.
+        body.extend(
+            f"s{k} = " + (" + ".join(t).replace("+ -", "- ") if t else "0.0")
+            for k, t in enumerate(terms)
+        )
+        body.append(f"return make_dual(y, {tuple_source([f's{k}' for k in range(K)])})")
     source = f"def impl({_names(len(argtypes))}):\n" + "".join(f"    {line}\n" for line in body)
     _impls[key] = generate(source, label=f"rule {rule.name}", **env)
     return _impls[key]
+
+
+def _products(builder: Any, entries: list[Any], c: Any, safe: bool) -> list[Any]:
+    """LLVM IR of ``e * c`` for each entry e; with ``safe``, 0 where e is 0 (c may be inf)."""
+    if not safe:
+        return [builder.fmul(e, c) for e in entries]
+    zero = ir.Constant(ir.DoubleType(), 0.0)
+    return [
+        builder.select(builder.fcmp_unordered("!=", e, zero), builder.fmul(e, c), zero)
+        for e in entries
+    ]
+
+
+@intrinsic
+def tangent(typingctx, partials, coefficients, guarded):  # noqa: ANN001
+    """The K sums ``sum_i partials[i][k] * coefficients[i]`` of a rule's chain rule, as a K-tuple.
+
+    ``partials`` holds the K-tuples of float64 partials of the Dual inputs, ``coefficients`` the
+    local derivatives (real numbers).  Bit i of the literal ``guarded`` marks a coefficient
+    that may be infinite or NaN: its term is then 0 for a zero tangent entry (as
+    :func:`_zero_safe` says), by selects after one branch on the coefficient being finite.
+    """
+    if not (
+        isinstance(partials, types.BaseTuple)
+        and isinstance(coefficients, types.BaseTuple)
+        and isinstance(guarded, types.IntegerLiteral)
+        and len(partials) == len(coefficients) > 0
+        and all(isinstance(c, _REAL) for c in coefficients)
+    ):
+        return None
+    K = len(partials[0])
+    if any(p != types.UniTuple(types.float64, K) for p in partials):
+        return None
+    result = types.UniTuple(types.float64, K)
+    mask = guarded.literal_value
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        sums: list[Any] = [None] * K
+        for i, ctype in enumerate(sig.args[1]):
+            p = builder.extract_value(args[0], i)
+            c = context.cast(builder, builder.extract_value(args[1], i), ctype, types.float64)
+            entries = [builder.extract_value(p, k) for k in range(K)]
+            if not mask >> i & 1:
+                terms = _products(builder, entries, c, False)
+            elif K == 1:
+                terms = _products(builder, entries, c, True)
+            else:  # a branch on c once, plain products when it is finite (c - c is 0, not NaN)
+                difference = builder.fsub(c, c)
+                finite = builder.fcmp_ordered("ord", difference, difference)
+                with builder.if_else(finite, likely=True) as (then, otherwise):
+                    with then:
+                        plain, plain_block = _products(builder, entries, c, False), builder.block
+                    with otherwise:
+                        safe, safe_block = _products(builder, entries, c, True), builder.block
+                terms = []
+                for a, b in zip(plain, safe):
+                    phi = builder.phi(a.type)
+                    phi.add_incoming(a, plain_block)
+                    phi.add_incoming(b, safe_block)
+                    terms.append(phi)
+            for k, term in enumerate(terms):
+                sums[k] = term if sums[k] is None else builder.fadd(sums[k], term)
+        return context.make_tuple(builder, result, sums)
+
+    return result(partials, coefficients, guarded), codegen
 
 
 def _dual_args(argtypes: tuple[Any, ...]) -> bool:
