@@ -31,13 +31,16 @@ bench: $(BENCH_STAMP)
 bench-sparse: $(BENCH_STAMP)
 	$(PY) benchmarks/brusselator.py $(BENCH_ARGS)
 
+# Compiled drivers are kept between runs in the venv (tests/conftest.py): a second run loads them.
+TEST_CACHE := $(abspath $(VENV))/dualad-test-cache
+
 # One test file per pytest-xdist worker at a time (--dist loadfile), in the order tests/conftest.py
 # gives (the files that compile the most first; --no-loadscope-reorder keeps it): a file's compiled
 # functions are then compiled once, in one worker, and the last files to start are short.  The
 # slow sweeps run in CI (.ci/run).
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder src tests README.md $(PYTEST_ARGS)
+	DUALAD_TEST_CACHE=$(TEST_CACHE) $(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder src tests README.md $(PYTEST_ARGS)
 
 # Build the sdist and the wheel, install the wheel (not editable) into a fresh venv and run a
 # smoke test from outside the source tree: what `pip install dualad` would give a user.

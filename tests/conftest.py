@@ -17,11 +17,14 @@ these rules so that the cost stays per function, not per test:
   so n = 3 and n = 4 are two compilations of everything).
 - A sweep over many sizes, chunk sizes or rules is marked ``@pytest.mark.slow``: ``make test``
   skips it, CI runs it (``--slow``).
-- Compiled drivers go to one temporary disk cache per test session (below), shared by the
-  pytest-xdist workers: a function compiled by one worker is loaded, not compiled, by the other.
-  The tests never read or write the user's own cache (``~/.cache/dualad``): a warm cache there
-  would hide compile failures and compile time, and a test run should leave nothing behind.  Set
-  ``DUALAD_CACHE_DIR`` yourself to keep one across runs (``off`` for none).
+- Compiled drivers go to one disk cache per test session (below), shared by the pytest-xdist
+  workers: a function compiled by one worker is loaded, not compiled, by the other.  ``make test``
+  keeps it across runs in ``.venv/dualad-test-cache`` (``DUALAD_TEST_CACHE``), so a second run
+  loads what the first compiled; its key covers the engine's and the rules' sources and each
+  function's code, so an edit compiles again, and CI's fresh clone compiles everything.  Without
+  that variable the cache is a temporary folder removed at the end.  The tests never read or
+  write the user's own cache (``~/.cache/dualad``).  Tests that count compilations set
+  ``DUALAD_CACHE_DIR=off`` for themselves.
 - A warning a test expects (NumPy's ``invalid value`` at an inf or NaN input) is filtered on that
   test with ``pytest.mark.filterwarnings`` and a comment saying why, never globally.
 """
@@ -48,13 +51,33 @@ collect_ignore = ["install"]
 
 
 def pytest_configure(config):
-    """One disk cache of compiled drivers for the whole session, made by the controlling process
-    before pytest-xdist starts its workers (they inherit the environment), removed at the end."""
+    """One disk cache of compiled drivers for the whole session, chosen by the controlling
+    process before pytest-xdist starts its workers (they inherit the environment): the folder
+    ``DUALAD_TEST_CACHE`` names, kept across runs (``make test`` names one in its venv), else a
+    temporary one removed at the end."""
     if hasattr(config, "workerinput") or os.environ.get("DUALAD_CACHE_DIR") is not None:
+        return
+    kept = os.environ.get("DUALAD_TEST_CACHE")
+    if kept:
+        os.environ["DUALAD_CACHE_DIR"] = kept
+        _drop_stale_drivers()
         return
     folder = tempfile.mkdtemp(prefix="dualad-test-cache-")
     os.environ["DUALAD_CACHE_DIR"] = folder
     config._dualad_test_cache = folder
+
+
+def _drop_stale_drivers():
+    """Remove the kept cache's folders of other engine sources: each edit of the compiled engine
+    or the rules starts a new folder (the key covers them), and the old ones are never read."""
+    from dualad.numba import cache
+
+    current = cache.cache_folder()
+    if current is None:
+        return
+    for folder in current.parent.glob("drivers-*"):
+        if folder != current:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_unconfigure(config):
