@@ -15,7 +15,6 @@ import math
 import re
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -224,16 +223,7 @@ def _first_call(f: Callable[..., Any], kind: str, K: Any, arguments: tuple[Any, 
     except cache.LOAD_ERRORS as error:
         if not cache.enabled():
             raise
-        # a cache entry Numba cannot load back: compile without the disk cache from now on
-        warnings.warn(
-            f"dualad could not load a compiled driver from its disk cache ({error!r}); "
-            f"compiling without the cache in this process (set {cache.ENV_VAR}=off to "
-            "silence this, or delete the cache folder)",
-            stacklevel=4,
-        )
-        cache.disable()
-        for key in [key for key in _drivers if key[0] is f]:
-            del _drivers[key]
+        cache.abandon(error, "driver", _drivers, f)  # compile without the disk cache from now on
         compiled = driver(f, kind, K)
         result = _call(compiled, f, K, arguments, kind)
     compile_times[getattr(f, "__name__", "f"), kind, K] = time.perf_counter() - start

@@ -56,7 +56,6 @@ import builtins
 import math
 import operator
 import threading
-import warnings
 from typing import Any, NamedTuple
 
 import numba
@@ -1270,15 +1269,7 @@ def _call(f: Any, kind: Any, *arguments: Any) -> Any:
     except cache.LOAD_ERRORS as error:
         if not cache.enabled():
             raise
-        warnings.warn(
-            f"dualad could not load a compiled reverse driver from its disk cache ({error!r}); "
-            f"compiling without the cache in this process (set {cache.ENV_VAR}=off to "
-            "silence this, or delete the cache folder)",
-            stacklevel=4,
-        )
-        cache.disable()
-        for stale in [stale for stale in _drivers if stale[0] is f]:
-            del _drivers[stale]
+        cache.abandon(error, "reverse driver", _drivers, f)
         return driver(f, kind)(*arguments)
 
 

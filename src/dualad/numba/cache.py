@@ -31,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ _disabled: list[bool] = []
 def disable() -> None:
     """Stop using the disk cache in this process (after an entry that would not load)."""
     _disabled.append(True)
+
+
+def abandon(error: BaseException, what: str, drivers: dict, f: Any) -> None:
+    """After a cache entry that would not load: say so, compile without the cache in this
+    process from now on, and forget ``f``'s drivers (made from the cache) so they are made again."""
+    warnings.warn(
+        f"dualad could not load a compiled {what} from its disk cache ({error!r}); "
+        f"compiling without the cache in this process (set {ENV_VAR}=off to "
+        "silence this, or delete the cache folder)",
+        stacklevel=5,
+    )
+    disable()
+    for key in [key for key in drivers if key[0] is f]:
+        del drivers[key]
 
 
 def enabled() -> bool:
