@@ -37,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import dualad as da
-from dualad import containers, transforms
+from dualad import containers, rules, transforms
 
 # both_modes patches the API's default for the whole test, every example alike
 _fixture_ok = [HealthCheck.function_scoped_fixture]
@@ -115,6 +115,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def restore_rules():
+    """register_rule writes into the global table: put it back as it was after the test."""
+    saved_rules = dict(rules.RULES)
+    saved_zero = set(rules.ZERO_DERIVATIVE)
+    yield
+    rules.RULES.clear()
+    rules.RULES.update(saved_rules)
+    rules.ZERO_DERIVATIVE.clear()
+    rules.ZERO_DERIVATIVE.update(saved_zero)
 
 
 def _reverse_unless_nested(api):

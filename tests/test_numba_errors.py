@@ -23,7 +23,6 @@ sp = pytest.importorskip("scipy.special")
 
 import dualad as da  # noqa: E402
 import dualad.numba as dn  # noqa: E402
-from dualad import rules  # noqa: E402
 from dualad.numba import NotCompilable  # noqa: E402
 
 X = np.array([0.5, 2.0, 3.0])
@@ -112,15 +111,6 @@ def test_scalar_conversions_name_primal(func, what):
         da.jacobian(func, X, engine="numba")
     assert "da.primal(x)" in str(e.value)
     assert re.search(_at(func, what.replace("()", "(x[0])")), str(e.value)), str(e.value)
-
-
-@pytest.fixture
-def restore_rules():
-    """register_rule writes into the global table: put it back as it was after the test."""
-    saved = dict(rules.RULES)
-    yield
-    rules.RULES.clear()
-    rules.RULES.update(saved)
 
 
 def _scaled(n, v):

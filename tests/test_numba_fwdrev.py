@@ -16,7 +16,6 @@ import pytest
 
 import dualad as da
 import dualad.numba as compiled
-from dualad import rules
 from dualad.numba import adjoint
 
 X = np.array([0.3, -1.2, 0.8, 1.5, -0.4, 0.9, -0.7, 1.1, 0.2, -1.6])  # 10 inputs: two passes
@@ -213,15 +212,6 @@ def pair(x):
 def test_vector_output_is_refused():
     with pytest.raises(da.DualError, match="need f to return a scalar"):
         da.hvp(pair, X, X)
-
-
-@pytest.fixture
-def restore_rules():
-    """register_rule writes into the global table: put it back as it was after the test."""
-    saved = dict(rules.RULES)
-    yield
-    rules.RULES.clear()
-    rules.RULES.update(saved)
 
 
 def _blend(a, b, t):

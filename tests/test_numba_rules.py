@@ -467,15 +467,6 @@ def test_np_round_acts_on_values():
 # --- 6. rules added at run time, and rules Numba cannot run ------------------------------------
 
 
-@pytest.fixture
-def restore_rules():
-    """register_rule writes into the global table: put it back as it was after the test."""
-    saved_rules = dict(rules.RULES)
-    yield
-    rules.RULES.clear()
-    rules.RULES.update(saved_rules)
-
-
 def test_rule_registered_at_run_time_reaches_functions_compiled_afterwards(restore_rules):
     """np.spacing has no rule and Numba compiles it (the rule given here is made up)."""
     da.jacobian(LITERALS, [1.0, 2.0, 3.0, 4.0], engine="numba", chunk_size=K)  # engine set up

@@ -753,18 +753,6 @@ def test_zero_derivative_functions(func):
 # --- 5. register_rule ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def restore_rules():
-    """register_rule writes into the global table: put it back as it was after the test."""
-    saved_rules = dict(rules.RULES)
-    saved_zero = set(rules.ZERO_DERIVATIVE)
-    yield
-    rules.RULES.clear()
-    rules.RULES.update(saved_rules)
-    rules.ZERO_DERIVATIVE.clear()
-    rules.ZERO_DERIVATIVE.update(saved_zero)
-
-
 SQRT_2PI = math.sqrt(2 * math.pi)
 
 
