@@ -81,12 +81,14 @@ from ..transforms import stop_gradient
 from . import NotCompilable, cache, scalars
 from .dualtypes import (
     HELPER_OPTIONS,
+    SCALAR_OPTIONS,
     DualArrayType,
     DualType,
     _k_of,
     generate,
     make_dual_array,
     overload_first,
+    overload_scalar,
     readonly,
     tuple_source,
 )
@@ -207,7 +209,7 @@ def record(typingctx, tape, a, ca, b, cb):  # noqa: ANN001
     return sig, codegen
 
 
-@numba.njit
+@numba.njit(**SCALAR_OPTIONS)
 def scaled(index, scale):  # noqa: ANN001, ANN201
     """(index, scale) of ``scale * variable``: a constant (-1, 0.0) when the scale is zero, so a
     zero derivative stays zero through an infinite local partial (as in forward mode).  A Dual
@@ -217,7 +219,7 @@ def scaled(index, scale):  # noqa: ANN001, ANN201
     return index, scale
 
 
-@numba.njit
+@numba.njit(**SCALAR_OPTIONS)
 def link(tape, a, ca, b, cb):  # noqa: ANN001, ANN201
     """(index, scale) of ``ca * a + cb * b``: a tape node only when both terms are live and
     distinct; else the live term itself (no node), or a constant."""
@@ -672,7 +674,7 @@ _fixed_done = False
 def _overload(func: Any, typer: Any) -> None:
     if func not in _registered:
         _registered.add(func)
-        overload_first(func)(typer)
+        overload_scalar(func)(typer)
 
 
 def register_table() -> None:

@@ -39,11 +39,11 @@ from .. import rules
 from ..dual import label
 from . import special as compiled_special
 from .dualtypes import (
-    HELPER_OPTIONS,
+    SCALAR_OPTIONS,
     DualArrayType,
     DualType,
     generate,
-    overload_first,
+    overload_scalar,
     tuple_source,
 )
 
@@ -159,7 +159,7 @@ def jit_function(fn: Callable[..., Any], depth: int = 0) -> Any:
         )
     rebuilt = pytypes.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, cells)
     # NumPy's error model: a local derivative 0.5 / sqrt(0) is inf (then masked), not an error.
-    _jitted[fn, depth] = numba.njit(rebuilt, error_model="numpy", **HELPER_OPTIONS)
+    _jitted[fn, depth] = numba.njit(rebuilt, error_model="numpy", **SCALAR_OPTIONS)
     return _jitted[fn, depth]
 
 
@@ -232,7 +232,7 @@ def is_zero(p):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the ove
     """True when the real number, or every entry of the (nested) Dual, is zero."""
 
 
-@overload_first(is_zero)
+@overload_scalar(is_zero)
 def _is_zero(p):  # noqa: ANN001
     if isinstance(p, DualType):
         checks = " and ".join(
@@ -509,7 +509,7 @@ def _scipy_rule(name: str) -> Callable[[], rules.Rule | None]:
 def _overload(func: Any, typer: Callable[..., Any]) -> None:
     if func not in _registered:
         _registered.add(func)
-        overload_first(func)(typer)
+        overload_scalar(func)(typer)
 
 
 def _primal_of(key: Any) -> Any:
