@@ -43,9 +43,11 @@ end as ``grad f + eps * (H @ V)``: one recording and one sweep give K Hessian-ve
 :func:`make_hvp` loops over chunks of K directions in compiled code, reusing the tape, so
 ``da.hvp`` is one pass for up to 12 directions and ``da.hessian`` (V = I) ceil(n / K) passes of
 cost O(K * cost of f): O(n^2) for Rosenbrock against O(n^3) for nested Duals.
-:data:`HESSIAN_CHUNK` = 8: at n = 100 (loop Rosenbrock, load 3.8 on 2 cores) K = 4, 8, 12 and
-16 took 421, 397, 388 and 378 us per Hessian (the work is n tangents per operation whatever K)
-and 6-9 s of CPU to compile, so the middle one stays.
+:data:`HESSIAN_CHUNK` = 8: at n = 100 (loop Rosenbrock, load 4.4 on 2 cores, scalar operations
+inlined and the sweep generated for its K) K = 8, 10, 12 and 16 took 293, 308, 342 and 347 us
+per Hessian (the work is n tangents per operation whatever K; Numba leaves LLVM's SLP vectorizer
+off, so a Dual's K tangents are K scalar operations and more of them only add register
+pressure), and 12-19 s of CPU to compile each larger K.
 What this cannot record (a refusal, or Numba failing to type an operation on Duals) goes to the
 nested-Dual path of :mod:`.second` with its own errors (``transforms._forward_over_reverse``).
 """
@@ -1174,13 +1176,17 @@ def _sweep_tangents(tape, adj, k_marker):  # noqa: ANN001
 
 
 def make_hvp(f, k_marker):  # noqa: ANN001, ANN201
-    """A driver ``(x, parents, partials, adj, vs, *args) -> (H @ vs, parents, partials, adj)``
-    for directions ``vs`` of shape (n, m): one recording and one sweep per chunk of K."""
+    """A driver ``(x, parents, partials, adj, vs, identity, *args) -> (H @ vs, parents,
+    partials, adj)`` for directions ``vs`` of shape (n, m): one recording and one sweep per
+    chunk of K.  With ``identity`` true, ``vs`` is ignored and the result is H itself, seeded
+    column by column and made exactly symmetric (the entries below the diagonal are those above
+    it, one number for both triangles as in the nested-Dual path) in the same compiled call:
+    making np.eye(n) and mirroring by another call were 10% of the n = 100 Rosenbrock Hessian."""
 
     @numba.njit
-    def hvp(x, parents, partials, adj, vs, *args):  # noqa: ANN001, ANN202
+    def hvp(x, parents, partials, adj, vs, identity, *args):  # noqa: ANN001, ANN202
         n = x.size
-        m = vs.shape[1]
+        m = n if identity else vs.shape[1]
         K = len(k_marker)
         w = K + 1
         if partials.size < w * parents.size:
@@ -1193,7 +1199,10 @@ def make_hvp(f, k_marker):  # noqa: ANN001, ANN201
             wc = min(K, m - c0)
             for i in range(n):
                 for k in range(K):
-                    flat[i, k] = vs[i, c0 + k] if k < wc else 0.0
+                    if identity:
+                        flat[i, k] = 1.0 if i == c0 + k else 0.0
+                    else:
+                        flat[i, k] = vs[i, c0 + k] if k < wc else 0.0
             tape.n = 0
             y = f(seeded_input(x, seed, tape, k_marker), *args)
             used = (n + tape.n) * w
@@ -1205,6 +1214,10 @@ def make_hvp(f, k_marker):  # noqa: ANN001, ANN201
             for i in range(n):
                 for k in range(wc):
                     out[i, c0 + k] = adj[i * w + 1 + k]
+        if identity:
+            for i in range(n):
+                for j in range(i + 1, n):
+                    out[j, i] = out[i, j]
         return out, tape.parents, tape.partials, adj
 
     return hvp
@@ -1303,9 +1316,9 @@ failed_second_order: dict[Any, str] = {}
 def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
     """Run the reverse driver ``kind`` for f at ``point``: "record" gives (f(x), outputs, tape)
     with a tape of its own, "jacobian" (f(x), J) and ("hvp", K) ``H @ vs`` (``args`` starting
-    with vs) recorded in this thread's workspace.  dualad's own refusals become a DualError
-    naming the user's line, any other typing failure a :class:`NotRecordable` that says where
-    (remembered in :data:`failed` for first order)."""
+    with vs and identity, see :func:`make_hvp`) recorded in this thread's workspace.  dualad's
+    own refusals become a DualError naming the user's line, any other typing failure a
+    :class:`NotRecordable` that says where (remembered in :data:`failed` for first order)."""
     from . import _where, summary
 
     try:
@@ -1357,23 +1370,14 @@ def vjp(f: Any, point: np.ndarray, args: tuple[Any, ...]) -> tuple[Any, Any]:
     return value, pullback
 
 
-@numba.njit
-def _mirror_upper(h):  # noqa: ANN001, ANN202
-    n = h.shape[0]
-    for i in range(n):
-        for j in range(i + 1, n):
-            h[j, i] = h[i, j]
-    return h
-
-
 def hessian(f: Any, point: np.ndarray, K: int, args: tuple[Any, ...]) -> Any:
-    """H (n, n) of a scalar f: :func:`hvp` of the identity, ceil(n / K) passes; the entries
-    below the diagonal are those above it (one number for both triangles, as in the nested-Dual
-    path), mirrored in compiled code."""
-    return _mirror_upper(hvp(f, point, np.eye(point.size), K, args))
+    """H (n, n) of a scalar f: the hvp driver on the identity, ceil(n / K) passes, exactly
+    symmetric (see :func:`make_hvp`)."""
+    return run(f, ("hvp", K), point, np.empty((0, 0)), True, *args)
 
 
 def hvp(f: Any, point: np.ndarray, directions: np.ndarray, K: int, args: tuple[Any, ...]) -> Any:
     """``H @ directions`` (shape (n, m)) of a scalar f at ``point`` by forward over reverse:
     one recording on Duals of K tangents and one sweep per chunk of K directions."""
-    return run(f, ("hvp", K), point, np.ascontiguousarray(directions, dtype=np.float64), *args)
+    directions = np.ascontiguousarray(directions, dtype=np.float64)
+    return run(f, ("hvp", K), point, directions, False, *args)
