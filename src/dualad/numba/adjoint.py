@@ -1319,8 +1319,6 @@ def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
     with vs and identity, see :func:`make_hvp`) recorded in this thread's workspace.  dualad's
     own refusals become a DualError naming the user's line, any other typing failure a
     :class:`NotRecordable` that says where (remembered in :data:`failed` for first order)."""
-    from . import _where, summary
-
     try:
         if kind == "record":
             nodes = max(1024, 2 * point.size)
@@ -1333,6 +1331,8 @@ def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
         workspace.give_back((parents, partials, adj))
         return tuple(result) if kind == "jacobian" else result[0]
     except errors.TypingError as exc:
+        from . import _where, summary  # here: an import per call was 1-2 us of a small gradient
+
         message = str(exc)
         problem = scalars.take_problem(message)
         if problem is not None:
