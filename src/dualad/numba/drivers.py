@@ -46,13 +46,16 @@ def _each(y: types.BaseTuple, call: str) -> str:
     return tuple_source([call.format(i=i) for i in range(len(y))])
 
 
-def first_pass(y, n, width):  # noqa: ANN001, ANN201
-    """J as an array of (output entries, n) holding the first pass's ``width`` columns: the
-    output's own partials when f made them (contiguous, not shared with the input) and they
-    carry all n directions (one pass, K = n), else a new array with the partials copied in.
+def first_pass(y, n):  # noqa: ANN001, ANN201
+    """J as an array of (output entries, n), for the first pass's partials to be stored into:
+    the output's own partials when f made them (contiguous, not shared with the input) and they
+    carry all n directions (one pass, K = n; storing them is then a copy onto themselves), else
+    a new array of zeros.
 
     One path for every output and chunking: a branch for the one-pass case in the driver would
-    compile its helpers for every output, used or not.
+    compile its helpers for every output, used or not.  The driver stores every pass itself:
+    a ``store`` called here too would be compiled twice, since Numba keeps an overload's
+    implementations apart by the caller's compile options (the driver's and its helpers' differ).
     """
 
 
@@ -71,24 +74,15 @@ def seed_of(flat, shape):  # noqa: ANN001, ANN201
 
 
 @overload_first(first_pass)
-def _first_pass(y, n, width):  # noqa: ANN001
+def _first_pass(y, n):  # noqa: ANN001
     if isinstance(y, DualArrayType) and y.partials_type.mutable and y.partials_type.layout == "C":
         flat = "y.partials" if y.ndim == 1 else "y.partials.reshape((y.size, n))"
         return generate(
-            "def impl(y, n, width):\n"
+            "def impl(y, n):\n"
             f"    if y.partials.shape[-1] == n:\n        return {flat}\n"
-            "    jac = new_array((y.size, n), True)\n"
-            "    store(y, jac, n - n, width)\n"
-            "    return jac\n",
-            store=store,
+            "    return new_array((y.size, n), True)\n"
         )
-
-    def copied(y, n, width):  # noqa: ANN001, ANN202
-        jac = new_array((out_size(y), n), True)
-        store(y, jac, n - n, width)  # n - n: not the literal 0 (see the driver)
-        return jac
-
-    return copied
+    return lambda y, n: new_array((out_size(y), n), True)
 
 
 @overload_first(shaped_jacobian)
@@ -249,7 +243,8 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
         set_seed(flat, start, width, 1.0)
         y = f(as_input(point, directions, k_marker), *args)
         value = out_value(y)
-        jac = first_pass(y, n, width)
+        jac = first_pass(y, n)
+        store(y, jac, start, width)
         for start in range(K, n, K):
             set_seed(flat, start - K, K, 0.0)
             width = K if K < n - start else n - start
