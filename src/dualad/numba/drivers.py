@@ -222,6 +222,30 @@ def set_seed(flat, start, width, one):  # noqa: ANN001, ANN201
         flat[start + k, k] = one
 
 
+@_cached
+def set_row(out, b, row):  # noqa: ANN001, ANN201
+    """``out[b] = row`` for a 1-D ``row`` by a loop (Numba's array-into-array assignment
+    compiles its shape error message, seconds of a first call); False, writing nothing, when
+    ``row`` has another size than ``out``'s rows."""
+    if row.size != out.shape[1]:
+        return False
+    for i in range(row.size):
+        out[b, i] = row[i]
+    return True
+
+
+@_cached
+def check_rows(fits):  # noqa: ANN001, ANN201
+    """Raise unless every point's output fit its row: raised outside the parallel loop, where
+    Numba would drop the exception and leave that point's row zero."""
+    for b in range(fits.size):
+        if not fits[b]:
+            raise ValueError(
+                "f's output at one of the points has another size than at the first point; "
+                "batch_jacobian and batch_jvp need one output shape for all points"
+            )
+
+
 def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
     """A driver ``(x, *args) -> (f(x), J)``, J of shape f(x).shape + x.shape, from one call of f
     per chunk of K columns.
@@ -331,18 +355,21 @@ def make_batch_jvp(jvp):  # noqa: ANN001, ANN201
     """A parallel driver ``(xs, vs, *args)`` running ``jvp`` at each point along the first axis.
 
     It returns f at the first point (which gives the output shape), then the stacked values and
-    tangents.
+    tangents, one flat row per point (the caller reshapes them).
     """
 
     @numba.njit(parallel=True)
     def batch_jvp(xs, vs, *args):  # noqa: ANN001, ANN202
         value0, tangent0 = jvp(xs[0], vs[0], *args)
         values = np.zeros((xs.shape[0], flat_value(value0).size))
-        tangents = np.zeros((xs.shape[0],) + tangent0.shape)
+        tangents = np.zeros((xs.shape[0], tangent0.size))
+        fits = np.zeros(xs.shape[0], np.bool_)
         for b in prange(xs.shape[0]):
             value, tangent = jvp(xs[b], vs[b], *args)
-            values[b] = flat_value(value)
-            tangents[b] = tangent
+            fits[b] = set_row(values, b, flat_value(value)) and set_row(
+                tangents, b, np.ascontiguousarray(tangent).ravel()
+            )
+        check_rows(fits)
         return value0, values, tangents
 
     return batch_jvp
@@ -355,11 +382,14 @@ def make_batch_jacobian(value_and_jacobian):  # noqa: ANN001, ANN201
     def batch_jacobian(xs, *args):  # noqa: ANN001, ANN202
         value0, jac0 = value_and_jacobian(xs[0], *args)
         values = np.zeros((xs.shape[0], flat_value(value0).size))
-        jacs = np.zeros((xs.shape[0],) + jac0.shape)
+        jacs = np.zeros((xs.shape[0], jac0.size))
+        fits = np.zeros(xs.shape[0], np.bool_)
         for b in prange(xs.shape[0]):
             value, jac = value_and_jacobian(xs[b], *args)
-            values[b] = flat_value(value)
-            jacs[b] = jac
+            fits[b] = set_row(values, b, flat_value(value)) and set_row(
+                jacs, b, np.ascontiguousarray(jac).ravel()
+            )
+        check_rows(fits)
         return value0, values, jacs
 
     return batch_jacobian
