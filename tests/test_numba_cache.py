@@ -52,11 +52,16 @@ import dualad as da
 import dualad.numba as dn
 from user_function import cubes
 
+from numba.core import event
+
 x = np.array([1.0, 2.0])
-g = da.gradient(cubes, x)
+with event.install_recorder("numba:compile") as compiles:
+    g = da.gradient(cubes, x)
 stats = dn.driver(cubes, "value_and_jacobian", 2).stats
 print(json.dumps({"gradient": g.tolist(), "hits": sum(stats.cache_hits.values()),
-                  "misses": sum(stats.cache_misses.values())}))
+                  "misses": sum(stats.cache_misses.values()),
+                  "compiled": [str(e.data.get("dispatcher")) for _, e in compiles.buffer],
+                  "float_signatures": len(cubes.signatures)}))
 """
 
 
@@ -85,6 +90,7 @@ def test_second_process_loads_and_a_change_recompiles(tmp_path):
     second = _run(tmp_path, cache_dir)
     assert second["gradient"] == [3.0, 12.0]
     assert second["hits"] == 1 and second["misses"] == 0
+    assert second["compiled"] == [] and second["float_signatures"] == 0  # nothing compiles
     # the user changes a global constant of the function: the cached driver must not be used
     _write_user_module(tmp_path, 2.0)
     third = _run(tmp_path, cache_dir)
@@ -97,24 +103,30 @@ def test_second_process_loads_and_a_change_recompiles(tmp_path):
 RUN_REVERSE = """
 import json
 import numpy as np
+from numba.core import event
 import dualad as da
 from dualad.numba import adjoint
 from user_function import cubes
 
 x = np.arange(64.0)
-g = da.gradient(cubes, x)                     # auto mode: f on floats, then the Jacobian driver
-value, pullback = adjoint.vjp(cubes, x, ())   # the record driver on its own
+with event.install_recorder("numba:compile") as compiles:
+    g = da.gradient(cubes, x)                    # auto mode: f on floats, then the Jacobian driver
+    value, pullback = adjoint.vjp(cubes, x, ())  # the record driver on its own
+    pulled = pullback(np.ones(1)).ravel().tolist()
+    adjoint._mirror_upper(np.eye(2))             # the Hessian's helper, the same for every f
 stats = [adjoint.driver(cubes, kind).stats for kind in ("jacobian", "record", "value")]
-print(json.dumps({"gradient": g.tolist(), "pulled": pullback(np.ones(1)).ravel().tolist(),
+print(json.dumps({"gradient": g.tolist(), "pulled": pulled,
                   "hits": [sum(s.cache_hits.values()) for s in stats],
-                  "misses": [sum(s.cache_misses.values()) for s in stats]}))
+                  "misses": [sum(s.cache_misses.values()) for s in stats],
+                  "compiled": [str(e.data.get("dispatcher")) for _, e in compiles.buffer],
+                  "float_signatures": len(cubes.signatures)}))
 """
 
 
 def test_compiled_reverse_drivers_are_loaded_by_a_second_process_never_stale(tmp_path):
     """The reverse drivers (and auto mode's f on floats, 64 inputs) go through the same disk
-    cache: the second process loads them all (no compilation: a miss would count), a changed
-    function compiles again."""
+    cache: the second process loads them all and compiles nothing (a miss would count), a
+    changed function compiles again."""
     cache_dir = str(tmp_path / "cache")
     expected = [3.0 * v**2 for v in range(64)]
     _write_user_module(tmp_path, 1.0)
@@ -124,6 +136,9 @@ def test_compiled_reverse_drivers_are_loaded_by_a_second_process_never_stale(tmp
     second = _run(tmp_path, cache_dir, RUN_REVERSE)
     assert second["gradient"] == second["pulled"] == expected
     assert second["hits"] == [1, 1, 1] and second["misses"] == [0, 0, 0]
+    # nothing else compiles either: the pullback's and the Hessian's helpers are on disk too,
+    # and the user's own dispatcher is never compiled (f on floats is dualad's cached copy)
+    assert second["compiled"] == [] and second["float_signatures"] == 0
     _write_user_module(tmp_path, 2.0)
     third = _run(tmp_path, cache_dir, RUN_REVERSE)
     assert third["gradient"] == third["pulled"] == [2.0 * g for g in expected]

@@ -202,6 +202,27 @@ def test_batch_needs_a_first_axis(call):
         call(_cubes, np.float64(2.0), *extra)
 
 
+@numba.njit
+def _sized_by_sign(x):
+    out = np.empty(2 if x[0] > 0.0 else 3, x.dtype)  # the output's size follows a value
+    for i in range(out.size):
+        out[i] = x[i] * x[1]
+    return out
+
+
+@pytest.mark.parametrize("call", [da.batch_jvp, da.batch_jacobian], ids=["jvp", "jacobian"])
+def test_batch_refuses_points_whose_outputs_differ_in_size(call):
+    # the parallel loop cannot raise (Numba drops the error): this point's row stayed zero
+    xs = np.array([[1.0, 2.0, 3.0], [-1.0, 2.0, 3.0]])
+    extra = (xs,) if call is da.batch_jvp else ()
+    with pytest.raises(ValueError, match="another size than at the first point"):
+        call(_sized_by_sign, xs, *extra)
+    values = call(_sized_by_sign, xs[::-1][1:], *(e[::-1][1:] for e in extra))  # one point: fine
+    assert np.shape(values[1] if call is da.batch_jvp else values) == (
+        (1, 2) if call is da.batch_jvp else (1, 2, 3)
+    )
+
+
 # --- da.primal inside compiled code --------------------------------------------------------------
 
 

@@ -81,6 +81,7 @@ from .. import rules
 from ..dual import DualError, label, primal
 from ..transforms import stop_gradient
 from . import NotCompilable, cache, scalars
+from .drivers import _cached
 from .dualtypes import (
     HELPER_OPTIONS,
     SCALAR_OPTIONS,
@@ -136,8 +137,12 @@ def _grow(tape):  # noqa: ANN001, ANN202 - compiled into record's rare branch
     used = 2 * tape.n
     parents = np.empty(2 * tape.parents.size, np.int64)
     partials = np.empty(2 * tape.partials.size, np.float64)
-    parents[:used] = tape.parents[:used]
-    partials[: used * tape.width] = tape.partials[: used * tape.width]
+    # loops, not parents[:used] = ...: Numba's array-into-slice assignment compiles its shape
+    # error message (string formatting), seconds of a first call
+    for i in range(used):
+        parents[i] = tape.parents[i]
+    for i in range(used * tape.width):
+        partials[i] = tape.partials[i]
     tape.parents = parents
     tape.partials = partials
 
@@ -1033,9 +1038,11 @@ def make_record(f):  # noqa: ANN001, ANN201
     return record_f
 
 
-@numba.njit
+@_cached
 def pull(tape, outs, cts):  # noqa: ANN001, ANN201
-    """``cts.T @ J`` for cotangents ``cts`` of shape (m, k): the gradients, shape (n, k)."""
+    """``cts.T @ J`` for cotangents ``cts`` of shape (m, k): the gradients, shape (n, k).
+    Kept in Numba's disk cache: it is the same for every f, and compiling it again in each
+    process cost a vjp about 2 s of a first call whose drivers were loaded from disk."""
     index, scale = outs
     n, count = tape[0], tape[1]
     k = cts.shape[1]

@@ -46,13 +46,16 @@ def _each(y: types.BaseTuple, call: str) -> str:
     return tuple_source([call.format(i=i) for i in range(len(y))])
 
 
-def first_pass(y, n, width):  # noqa: ANN001, ANN201
-    """J as an array of (output entries, n) holding the first pass's ``width`` columns: the
-    output's own partials when f made them (contiguous, not shared with the input) and they
-    carry all n directions (one pass, K = n), else a new array with the partials copied in.
+def first_pass(y, n):  # noqa: ANN001, ANN201
+    """J as an array of (output entries, n), for the first pass's partials to be stored into:
+    the output's own partials when f made them (contiguous, not shared with the input) and they
+    carry all n directions (one pass, K = n; storing them is then a copy onto themselves), else
+    a new array of zeros.
 
     One path for every output and chunking: a branch for the one-pass case in the driver would
-    compile its helpers for every output, used or not.
+    compile its helpers for every output, used or not.  The driver stores every pass itself:
+    a ``store`` called here too would be compiled twice, since Numba keeps an overload's
+    implementations apart by the caller's compile options (the driver's and its helpers' differ).
     """
 
 
@@ -71,24 +74,15 @@ def seed_of(flat, shape):  # noqa: ANN001, ANN201
 
 
 @overload_first(first_pass)
-def _first_pass(y, n, width):  # noqa: ANN001
+def _first_pass(y, n):  # noqa: ANN001
     if isinstance(y, DualArrayType) and y.partials_type.mutable and y.partials_type.layout == "C":
         flat = "y.partials" if y.ndim == 1 else "y.partials.reshape((y.size, n))"
         return generate(
-            "def impl(y, n, width):\n"
+            "def impl(y, n):\n"
             f"    if y.partials.shape[-1] == n:\n        return {flat}\n"
-            "    jac = new_array((y.size, n), True)\n"
-            "    store(y, jac, n - n, width)\n"
-            "    return jac\n",
-            store=store,
+            "    return new_array((y.size, n), True)\n"
         )
-
-    def copied(y, n, width):  # noqa: ANN001, ANN202
-        jac = new_array((out_size(y), n), True)
-        store(y, jac, n - n, width)  # n - n: not the literal 0 (see the driver)
-        return jac
-
-    return copied
+    return lambda y, n: new_array((out_size(y), n), True)
 
 
 @overload_first(shaped_jacobian)
@@ -228,6 +222,30 @@ def set_seed(flat, start, width, one):  # noqa: ANN001, ANN201
         flat[start + k, k] = one
 
 
+@_cached
+def set_row(out, b, row):  # noqa: ANN001, ANN201
+    """``out[b] = row`` for a 1-D ``row`` by a loop (Numba's array-into-array assignment
+    compiles its shape error message, seconds of a first call); False, writing nothing, when
+    ``row`` has another size than ``out``'s rows."""
+    if row.size != out.shape[1]:
+        return False
+    for i in range(row.size):
+        out[b, i] = row[i]
+    return True
+
+
+@_cached
+def check_rows(fits):  # noqa: ANN001, ANN201
+    """Raise unless every point's output fit its row: raised outside the parallel loop, where
+    Numba would drop the exception and leave that point's row zero."""
+    for b in range(fits.size):
+        if not fits[b]:
+            raise ValueError(
+                "f's output at one of the points has another size than at the first point; "
+                "batch_jacobian and batch_jvp need one output shape for all points"
+            )
+
+
 def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
     """A driver ``(x, *args) -> (f(x), J)``, J of shape f(x).shape + x.shape, from one call of f
     per chunk of K columns.
@@ -249,7 +267,8 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
         set_seed(flat, start, width, 1.0)
         y = f(as_input(point, directions, k_marker), *args)
         value = out_value(y)
-        jac = first_pass(y, n, width)
+        jac = first_pass(y, n)
+        store(y, jac, start, width)
         for start in range(K, n, K):
             set_seed(flat, start - K, K, 0.0)
             width = K if K < n - start else n - start
@@ -336,18 +355,21 @@ def make_batch_jvp(jvp):  # noqa: ANN001, ANN201
     """A parallel driver ``(xs, vs, *args)`` running ``jvp`` at each point along the first axis.
 
     It returns f at the first point (which gives the output shape), then the stacked values and
-    tangents.
+    tangents, one flat row per point (the caller reshapes them).
     """
 
     @numba.njit(parallel=True)
     def batch_jvp(xs, vs, *args):  # noqa: ANN001, ANN202
         value0, tangent0 = jvp(xs[0], vs[0], *args)
         values = np.zeros((xs.shape[0], flat_value(value0).size))
-        tangents = np.zeros((xs.shape[0],) + tangent0.shape)
+        tangents = np.zeros((xs.shape[0], tangent0.size))
+        fits = np.zeros(xs.shape[0], np.bool_)
         for b in prange(xs.shape[0]):
             value, tangent = jvp(xs[b], vs[b], *args)
-            values[b] = flat_value(value)
-            tangents[b] = tangent
+            fits[b] = set_row(values, b, flat_value(value)) and set_row(
+                tangents, b, np.ascontiguousarray(tangent).ravel()
+            )
+        check_rows(fits)
         return value0, values, tangents
 
     return batch_jvp
@@ -360,11 +382,14 @@ def make_batch_jacobian(value_and_jacobian):  # noqa: ANN001, ANN201
     def batch_jacobian(xs, *args):  # noqa: ANN001, ANN202
         value0, jac0 = value_and_jacobian(xs[0], *args)
         values = np.zeros((xs.shape[0], flat_value(value0).size))
-        jacs = np.zeros((xs.shape[0],) + jac0.shape)
+        jacs = np.zeros((xs.shape[0], jac0.size))
+        fits = np.zeros(xs.shape[0], np.bool_)
         for b in prange(xs.shape[0]):
             value, jac = value_and_jacobian(xs[b], *args)
-            values[b] = flat_value(value)
-            jacs[b] = jac
+            fits[b] = set_row(values, b, flat_value(value)) and set_row(
+                jacs, b, np.ascontiguousarray(jac).ravel()
+            )
+        check_rows(fits)
         return value0, values, jacs
 
     return batch_jacobian
