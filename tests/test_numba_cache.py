@@ -113,7 +113,6 @@ with event.install_recorder("numba:compile") as compiles:
     g = da.gradient(cubes, x)                    # auto mode: f on floats, then the Jacobian driver
     value, pullback = adjoint.vjp(cubes, x, ())  # the record driver on its own
     pulled = pullback(np.ones(1)).ravel().tolist()
-    adjoint._mirror_upper(np.eye(2))             # the Hessian's helper, the same for every f
 stats = [adjoint.driver(cubes, kind).stats for kind in ("jacobian", "record", "value")]
 print(json.dumps({"gradient": g.tolist(), "pulled": pulled,
                   "hits": [sum(s.cache_hits.values()) for s in stats],
