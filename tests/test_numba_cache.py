@@ -135,7 +135,7 @@ def test_compiled_reverse_drivers_are_loaded_by_a_second_process_never_stale(tmp
     second = _run(tmp_path, cache_dir, RUN_REVERSE)
     assert second["gradient"] == second["pulled"] == expected
     assert second["hits"] == [1, 1, 1] and second["misses"] == [0, 0, 0]
-    # nothing else compiles either: the pullback's and the Hessian's helpers are on disk too,
+    # nothing else compiles either: the pullback's helper is on Numba's disk cache too,
     # and the user's own dispatcher is never compiled (f on floats is dualad's cached copy)
     assert second["compiled"] == [] and second["float_signatures"] == 0
     _write_user_module(tmp_path, 2.0)
