@@ -129,6 +129,23 @@ def restore_rules():
     rules.ZERO_DERIVATIVE.update(saved_zero)
 
 
+def _registered_rules() -> dict:
+    return {func: id(rule) for func, rule in rules.RULES.items() if rule.registered}
+
+
+@pytest.fixture(autouse=True)
+def _no_rule_left_registered():
+    """Fail a test that leaves a rule registered: the compiled drivers' disk-cache key covers
+    the registered rules, so a leaked one made every later driver of that worker a cache miss
+    (compiled again in every run; the two leaks this caught cost minutes of ``make test``)."""
+    before = _registered_rules()
+    yield
+    after = _registered_rules()
+    if after != before:
+        added = sorted(str(rules.RULES[func].name) for func in after.keys() - before.keys())
+        pytest.fail(f"the test left rules registered ({added}): give it the restore_rules fixture")
+
+
 def _reverse_unless_nested(api):
     """``api`` with mode="reverse" by default, except inside another derivative (forward there)."""
 

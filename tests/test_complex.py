@@ -378,7 +378,7 @@ def test_rfft_refuses_complex_input():
 # --- what stays unsupported says so ---------------------------------------------------------------
 
 
-def test_unsupported_complex_cases_are_refused_clearly():
+def test_unsupported_complex_cases_are_refused_clearly(restore_rules):
     with pytest.raises(da.DualError, match=r"da\.hessian does not support complex numbers"):
         da.hessian(lambda z: np.sum(np.abs(z) ** 2), Z)
     with pytest.raises(da.DualError, match=r"da\.sparse_jacobian does not support complex"):

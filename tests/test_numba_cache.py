@@ -217,10 +217,28 @@ def _scaled_tanh(x):
     return 2.5 * np.tanh(x) + (0.5, "a", frozenset({"b", "c"}))[0]
 
 
-def test_the_key_does_not_follow_reference_counts_or_hash_seeds():
+def _rules_key() -> str:
+    digest = hashlib.sha256()
+    cache._rules_digest(digest)
+    return digest.hexdigest()
+
+
+def test_the_key_covers_the_registered_rules_not_when_scipys_loaded(restore_rules):
+    """SciPy's built-in rules are added on first use: keying every rule made a driver's key
+    depend on whether this process had used SciPy yet, so later processes missed the cache.
+    The built-in rules are dualad's source (the engine digest); registered ones change it."""
+    before = _rules_key()
+    dualad.rules._add(np.spacing, lambda x, y: 1.0 + 0.0 * x)  # as the SciPy rules are added
+    assert _rules_key() == before
+    dualad.register_rule(np.spacing, lambda x, y: 2.0 + 0.0 * x)
+    assert _rules_key() != before
+
+
+def test_the_key_does_not_follow_reference_counts_or_hash_seeds(restore_rules):
     """Compiling a function takes references to its constants, and marshal marks an object it
     meets more than once by its reference count: a key made from marshal's bytes changed after
     any compilation, so the next process missed the cache.  The key reads the code itself."""
+    dualad.register_rule(np.spacing, lambda x, y: (0.5, frozenset({"b", "c"}))[0] + 0.0 * x)
     key = cache.function_key(_scaled_tanh)
     rules_before = hashlib.sha256()
     cache._rules_digest(rules_before)

@@ -514,7 +514,7 @@ def _sin_degrees_rule(x, y):  # a partial Numba cannot compile: SciPy's cosdg
     return sp.cosdg(x * 180.0 / math.pi)
 
 
-def test_rule_whose_partial_numba_cannot_compile_is_refused():
+def test_rule_whose_partial_numba_cannot_compile_is_refused(restore_rules):
     sine = da.register_rule(lambda x: np.sin(x), _sin_degrees_rule, name="sine_by_degrees")
     f = numba.njit(lambda x: sine(x[0]) + x[1])
     with pytest.raises(da.DualError, match="rule of sine_by_degrees cannot run in compiled") as e:

@@ -61,6 +61,9 @@ class Rule:
     #: engine calls instead, on the same arguments, when one of them is complex: the function
     #: written with other primitives (``abs(z) = hypot(real(z), imag(z))``), or a refusal.
     on_complex: Callable[..., Any] | None = None
+    #: True for a rule given by :func:`register_rule`.  The built-in rules are part of dualad's
+    #: source; the compiled engine's disk-cache key covers the registered ones only.
+    registered: bool = False
 
     @property
     def nin(self) -> int:
@@ -75,9 +78,15 @@ _LN10 = math.log(10.0)
 _DEG = math.pi / 180.0
 
 
-def _add(func: Any, *partials: Partial, name: str | None = None, on_complex: Any = None) -> None:
+def _add(
+    func: Any,
+    *partials: Partial,
+    name: str | None = None,
+    on_complex: Any = None,
+    registered: bool = False,
+) -> None:
     name = name or getattr(func, "__name__", repr(func))
-    RULES[func] = Rule(name, func, tuple(partials), on_complex)
+    RULES[func] = Rule(name, func, tuple(partials), on_complex, registered)
 
 
 def is_complex(x: Any) -> bool:
@@ -423,7 +432,7 @@ def register_rule(func: Callable[..., Any], *partials: Partial, name: str | None
             raise ValueError(
                 f"{func.__name__} takes {func.nin} inputs but {len(partials)} partials were given"
             )
-        _add(func, *partials, name=name)
+        _add(func, *partials, name=name, registered=True)
         return func
 
     arity = _positional_arity(func)
@@ -444,7 +453,7 @@ def register_rule(func: Callable[..., Any], *partials: Partial, name: str | None
     dispatching.__name__ = label
     dispatching.__doc__ = getattr(func, "__doc__", None)
     dispatching._dualad_raw = raw  # type: ignore[attr-defined]  # what compiled code computes
-    rule = Rule(label, dispatching, tuple(partials), refuse_complex(label))
+    rule = Rule(label, dispatching, tuple(partials), refuse_complex(label), registered=True)
     RULES[raw] = rule
     RULES[dispatching] = rule
     return dispatching

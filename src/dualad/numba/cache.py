@@ -175,8 +175,12 @@ def _value_digest(value: Any, digest: Any) -> None:
 
 
 def _rules_digest(digest: Any) -> None:
-    """Every rule of the table, registered ones included (they change the compiled code)."""
+    """The rules given by register_rule (they change the compiled code).  Not the built-in
+    ones: they are dualad's source, in the engine digest, and SciPy's load on first use, so
+    keying them made a driver's key depend on whether this process had used SciPy yet."""
     for rule in rules.RULES.values():
+        if not rule.registered:
+            continue
         digest.update(rule.name.encode())
         for partial in rule.partials:
             if isinstance(partial, types.FunctionType):
