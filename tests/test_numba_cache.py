@@ -160,6 +160,23 @@ def test_the_key_does_not_change_once_the_function_is_compiled():
     assert cache.function_key(halves) == before
 
 
+def _allocates_floats(x):
+    out = np.zeros(x.size)
+    for i in range(x.size):
+        out[i] = 2.0 * x[i]
+    return out
+
+
+def test_a_promoted_function_has_a_key():
+    """promote's allocators were made without a module, so every promoted function had no key:
+    its drivers were compiled again in each process (19 s a run for one corpus function)."""
+    from dualad.numba import promote
+
+    key = cache.function_key(promote(_allocates_floats))
+    assert key is not None and key != cache.function_key(_allocates_floats)
+    assert cache.function_key(promote(_allocates_floats)) == key
+
+
 def test_the_cache_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.ENV_VAR, "off")
     assert cache.cache_folder() is None

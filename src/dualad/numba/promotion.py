@@ -39,7 +39,7 @@ _FORMS = {
 def _allocator(form: str) -> Callable[..., Any]:
     """``promoted_<form>(..., like)``: ``np.<form>(...)`` of float64, or of Duals like ``like``."""
     params = _FORMS[form]
-    env = {"np": np}
+    env = {"np": np, "__name__": __name__}  # a module, so promoted functions can be cached
     exec(f"def allocate({params}, like):\n    return np.{form}({params})\n", env)  # noqa: S102
     allocate = env["allocate"]
     allocate.__name__ = f"promoted_{form}"
