@@ -55,6 +55,8 @@ def pytest_configure(config):
     process before pytest-xdist starts its workers (they inherit the environment): the folder
     ``DUALAD_TEST_CACHE`` names, kept across runs (``make test`` names one in its venv), else a
     temporary one removed at the end."""
+    if config.getoption("--slow"):
+        os.environ["DUALAD_SLOW_TESTS"] = "1"  # the full example counts of test_properties
     if hasattr(config, "workerinput") or os.environ.get("DUALAD_CACHE_DIR") is not None:
         return
     kept = os.environ.get("DUALAD_TEST_CACHE")

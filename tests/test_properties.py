@@ -10,6 +10,7 @@ rejecting trees whose intermediate values grow large).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -621,10 +622,16 @@ def assert_close(actual: Any, expected: Any, rtol: float, atol: Any, what: str) 
 # --- the properties ------------------------------------------------------------------------------
 
 
+#: Set by conftest.py when pytest runs with --slow.
+SLOW_ENV = "DUALAD_SLOW_TESTS"
+
+
 def examples(n: int) -> settings:
-    """``n`` examples, no deadline (the first call pays for imports and mpmath's caches)."""
+    """``n`` examples with ``--slow`` (CI), a quarter of them in a plain ``make test`` (these
+    five properties, run in both modes, were 2.5 min of its CPU); no deadline (the first call
+    pays for imports and mpmath's caches)."""
     return settings(
-        max_examples=n,
+        max_examples=n if os.environ.get(SLOW_ENV) else n // 4,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
