@@ -30,7 +30,14 @@ import numpy as np
 from numba import types
 
 from .. import rules
-from .dualtypes import DualArrayType, DualType, generate, overload_first, tuple_source
+from .dualtypes import (
+    DualArrayType,
+    DualType,
+    generate,
+    overload_first,
+    overload_scalar,
+    tuple_source,
+)
 from .scalars import _COMPARISONS, _OPERATORS, _names, refuse
 
 _REAL = (types.Float, types.Integer, types.Boolean)
@@ -147,8 +154,9 @@ def elementwise_impl(
     elif values_only:
         body.append(f"out_v = np.empty({shape}, dtype=dtype)")
     else:
-        body.append(f"out_v = new_array({shape}, False)")
-        body.append(f"out_p = new_array({shape} + ({K},), False)")
+        body.append(f"out = new_dual_array({shape}, {K}, False)")  # one allocation
+        body.append("out_v = out.value")
+        body.append("out_p = out.partials")
     indent = "    " * (D + 1)
     loops = [f"{'    ' * (a + 1)}for i{a} in range(n{a}):" for a in range(D)]
     inner: list[str] = []
@@ -186,7 +194,7 @@ def elementwise_impl(
         zeros = f"new_array(out_v.shape + ({K},), True)"
         lines.append(f"    return make_dual_array(out_v, {zeros}, {K})")
     else:
-        lines.append(f"    return make_dual_array(out_v, out_p, {K})")
+        lines.append("    return out")
     source = f"def impl({params or _names(len(argtypes))}):\n" + "\n".join(lines) + "\n"
     env = {"fn": fn, "_extent": _extent, "as_dual": as_dual}
     if values_only:
@@ -263,7 +271,7 @@ _registered: set[Any] = set()
 def _overload(func: Any, typer: Callable[..., Any]) -> None:
     if func not in _registered:
         _registered.add(func)
-        overload_first(func)(typer)
+        overload_scalar(func)(typer)
 
 
 def register_table() -> None:
