@@ -16,6 +16,15 @@ where ``s<operand>_<axis>`` is 0 on an axis of extent 1 (NumPy's broadcasting) a
 An operand may be a DualArray, a float array, a Dual or a real number; the result is a DualArray
 whenever a Dual takes part, so a float array times a DualArray is a DualArray.  Comparisons and
 value-only functions (``np.floor``, ``np.sign``) act on the values and return plain arrays.
+
+Cost inside a loop (``d = x[i] - x[j]`` per pair): the result is one allocation (values and
+partials in one block, :func:`.dualtypes.new_dual_array`) and the operation is inlined.  What
+remains is mostly Numba's reference counting: each array argument and each row view is
+incref'd and decref'd atomically (two arrays per DualArray), and LLVM's reference-count pruning
+cannot remove those pairs because a path that raises (a broadcast mismatch, an allocation
+failure) lies between them.  Measured on the Lennard-Jones pair loop of
+``benchmarks/array_expressions.py``: without any raising path the mixed form took 2.5x its loop
+form instead of 4-6x, so a raise-free fast path is the next step.
 """
 
 from __future__ import annotations
