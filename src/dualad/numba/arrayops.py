@@ -18,13 +18,16 @@ whenever a Dual takes part, so a float array times a DualArray is a DualArray.  
 value-only functions (``np.floor``, ``np.sign``) act on the values and return plain arrays.
 
 Cost inside a loop (``d = x[i] - x[j]`` per pair): the result is one allocation (values and
-partials in one block, :func:`.dualtypes.new_dual_array`) and the operation is inlined.  What
-remains is mostly Numba's reference counting: each array argument and each row view is
-incref'd and decref'd atomically (two arrays per DualArray), and LLVM's reference-count pruning
-cannot remove those pairs because a path that raises (a broadcast mismatch, an allocation
-failure) lies between them.  Measured on the Lennard-Jones pair loop of
-``benchmarks/array_expressions.py``: without any raising path the mixed form took 2.5x its loop
-form instead of 4-6x, so a raise-free fast path is the next step.
+partials in one block, :func:`.dualtypes.new_dual_array`) and the operation is inlined by LLVM.
+What remains is mostly Numba's reference counting: each array argument bound by the
+implementation and each row view is incref'd and decref'd atomically (two arrays per
+DualArray), and LLVM's pruning of those pairs gives up because a raising path (a broadcast
+mismatch, an allocation failure) lies between them.  Measured on the Lennard-Jones pair loop of
+``benchmarks/array_expressions.py`` (loops ~60 us): 320 us; 150 us with the operations inlined
+into the caller's Numba IR in loops (``overload(..., inline=<cost model>)``, which binds no
+argument again), not done because Numba then types every implementation twice (first-call CPU
++18% on bratu_mixed, +60% on lj_mixed) and its inliner left a phi of ``0 if .. else 1`` out of
+scope (a NumbaIRAssumptionWarning).
 """
 
 from __future__ import annotations
