@@ -2,7 +2,10 @@
 
 Run: ``PYTHONPATH=src python benchmarks/array_expressions.py``.  For each pair it prints the
 median time of a compiled Jacobian (or gradient) of the loop version, of the array-expression
-version, and of the array version on the NumPy engine, all measured in this one run.
+version, and of the array version on the NumPy engine, all measured in this one run.  Then the
+same two versions compiled by Numba on floats (``f(x)``, no derivative): their ratio is the
+yardstick, since Numba's own array expressions allocate a new array per operation too.  The last
+columns count the NRT allocations of one call (gradient, then float primal) of the array version.
 """
 
 from __future__ import annotations
@@ -88,6 +91,19 @@ def median_time(call, repeats: int = 7) -> float:
     return float(np.median(times))
 
 
+def allocations(call) -> int:
+    """The number of arrays (NRT allocations) that one ``call()`` makes in compiled code."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    _nrt_python.memsys_enable_stats()
+    call()
+    before = rtsys.get_allocation_stats().alloc
+    call()
+    count = rtsys.get_allocation_stats().alloc - before
+    _nrt_python.memsys_disable_stats()
+    return count
+
+
 def main() -> None:
     rng = np.random.default_rng(0)
     grid = np.arange(6, dtype=float)
@@ -98,7 +114,10 @@ def main() -> None:
         ("bratu Jacobian, n=100", bratu_loop, bratu_mixed, np.linspace(0, 0.3, 100)),
         ("Lennard-Jones gradient, 18 atoms", lj_loop, lj_mixed, atoms),
     ]  # fmt: skip
-    print(f"{'case':36} {'loops':>10} {'arrays':>10} {'ratio':>6} {'NumPy engine':>13}")
+    print(
+        f"{'case':36} {'loops':>10} {'arrays':>10} {'ratio':>6} {'NumPy engine':>13} "
+        f"{'float loops':>11} {'float arrays':>12} {'ratio':>6} {'allocs':>12}"
+    )
     for name, loop, array, x in cases:
         np.testing.assert_allclose(
             da.jacobian(loop, x), da.jacobian(array, x), rtol=1e-10, atol=1e-10
@@ -106,9 +125,15 @@ def main() -> None:
         t_loop = median_time(lambda f=loop, x=x: da.jacobian(f, x))
         t_array = median_time(lambda f=array, x=x: da.jacobian(f, x))
         t_numpy = median_time(lambda f=array, x=x: da.jacobian(f, x, engine="numpy"), 3)
+        p_loop = median_time(lambda f=loop, x=x: f(x), 21)
+        p_array = median_time(lambda f=array, x=x: f(x), 21)
+        n_dual = allocations(lambda f=array, x=x: da.jacobian(f, x))
+        n_float = allocations(lambda f=array, x=x: f(x))
         print(
             f"{name:36} {t_loop * 1e6:8.0f}us {t_array * 1e6:8.0f}us "
-            f"{t_array / t_loop:6.2f} {t_numpy * 1e6:11.0f}us"
+            f"{t_array / t_loop:6.2f} {t_numpy * 1e6:11.0f}us "
+            f"{p_loop * 1e6:9.1f}us {p_array * 1e6:10.1f}us {p_array / p_loop:6.2f} "
+            f"{n_dual:6d}/{n_float:<5d}"
         )
 
 

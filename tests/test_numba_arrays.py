@@ -166,6 +166,42 @@ def test_entries_by_negative_indices():
     np.testing.assert_allclose(jac, expected, rtol=1e-15, atol=0.0)
 
 
+@numba.njit
+def pair_loop(x):
+    """Issue 11's mixed form: a pair loop over rows with array expressions inside (rows of a
+    reshape, ``np.sum(d * d)`` of a 1-D difference), beside the same sum written as loops; and
+    new DualArrays whose values and partials share one allocation, written then read."""
+    p = x.reshape((3, 2))
+    mixed = 0.0
+    loops = 0.0
+    for i in range(3):
+        for j in range(i + 1, 3):
+            d = p[i] - p[j]
+            r2 = np.sum(d * d)
+            mixed += 1.0 / r2**3 - np.sqrt(r2)
+            s = 0.0
+            for k in range(2):
+                t = p[i, k] - p[j, k]
+                s += t * t
+            loops += 1.0 / s**3 - np.sqrt(s)
+    f = np.zeros_like(x[:4])  # f[3] stays zero: its partials too
+    g = np.empty_like(x[:3])
+    g[:] = 0.5 * x[:3]
+    h = np.empty_like(x[3:])
+    h[:] = x[3:] ** 2
+    f[0] = mixed
+    f[1] = loops
+    f[2] = np.sum(g * h) + np.sum(x[::2])  # a strided 1-D sum
+    return np.concatenate((f, g, h, x.ravel()))
+
+
+def test_a_pair_loop_with_array_expressions_matches_its_loop_form():
+    jac = check(pair_loop)
+    np.testing.assert_allclose(jac[0], jac[1], rtol=1e-13, atol=1e-13)
+    assert np.all(jac[3] == 0.0)
+    np.testing.assert_array_equal(jac[-6:], np.eye(6))
+
+
 # --- refusals: each names what to write instead --------------------------------------------------
 
 

@@ -16,6 +16,18 @@ where ``s<operand>_<axis>`` is 0 on an axis of extent 1 (NumPy's broadcasting) a
 An operand may be a DualArray, a float array, a Dual or a real number; the result is a DualArray
 whenever a Dual takes part, so a float array times a DualArray is a DualArray.  Comparisons and
 value-only functions (``np.floor``, ``np.sign``) act on the values and return plain arrays.
+
+Cost inside a loop (``d = x[i] - x[j]`` per pair): the result is one allocation (values and
+partials in one block, :func:`.dualtypes.new_dual_array`) and the operation is inlined by LLVM.
+What remains is mostly Numba's reference counting: each array argument bound by the
+implementation and each row view is incref'd and decref'd atomically (two arrays per
+DualArray), and LLVM's pruning of those pairs gives up because a raising path (a broadcast
+mismatch, an allocation failure) lies between them.  Measured on the Lennard-Jones pair loop of
+``benchmarks/array_expressions.py`` (loops ~60 us): 320 us; 150 us with the operations inlined
+into the caller's Numba IR in loops (``overload(..., inline=<cost model>)``, which binds no
+argument again), not done because Numba then types every implementation twice (first-call CPU
++18% on bratu_mixed, +60% on lj_mixed) and its inliner left a phi of ``0 if .. else 1`` out of
+scope (a NumbaIRAssumptionWarning).
 """
 
 from __future__ import annotations
@@ -30,7 +42,14 @@ import numpy as np
 from numba import types
 
 from .. import rules
-from .dualtypes import DualArrayType, DualType, generate, overload_first, tuple_source
+from .dualtypes import (
+    DualArrayType,
+    DualType,
+    generate,
+    overload_first,
+    overload_scalar,
+    tuple_source,
+)
 from .scalars import _COMPARISONS, _OPERATORS, _names, refuse
 
 _REAL = (types.Float, types.Integer, types.Boolean)
@@ -147,8 +166,9 @@ def elementwise_impl(
     elif values_only:
         body.append(f"out_v = np.empty({shape}, dtype=dtype)")
     else:
-        body.append(f"out_v = new_array({shape}, False)")
-        body.append(f"out_p = new_array({shape} + ({K},), False)")
+        body.append(f"out = new_dual_array({shape}, {K}, False)")  # one allocation
+        body.append("out_v = out.value")
+        body.append("out_p = out.partials")
     indent = "    " * (D + 1)
     loops = [f"{'    ' * (a + 1)}for i{a} in range(n{a}):" for a in range(D)]
     inner: list[str] = []
@@ -186,7 +206,7 @@ def elementwise_impl(
         zeros = f"new_array(out_v.shape + ({K},), True)"
         lines.append(f"    return make_dual_array(out_v, {zeros}, {K})")
     else:
-        lines.append(f"    return make_dual_array(out_v, out_p, {K})")
+        lines.append("    return out")
     source = f"def impl({params or _names(len(argtypes))}):\n" + "\n".join(lines) + "\n"
     env = {"fn": fn, "_extent": _extent, "as_dual": as_dual}
     if values_only:
@@ -263,7 +283,7 @@ _registered: set[Any] = set()
 def _overload(func: Any, typer: Callable[..., Any]) -> None:
     if func not in _registered:
         _registered.add(func)
-        overload_first(func)(typer)
+        overload_scalar(func)(typer)
 
 
 def register_table() -> None:

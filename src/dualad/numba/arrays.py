@@ -295,12 +295,15 @@ def _new_dual_array(signature: str, values: str, partials: str, K: int) -> Any:
 
 
 def _like(fill: str):
-    partials = "empty" if fill == "empty" else "zeros"  # empty values get empty partials
-
     def typer(a):  # noqa: ANN001
         if not isinstance(a, DualArrayType):
             return None
-        return _new_dual_array("a", f"np.{fill}_like(a.value)", partials, a.K)
+        if fill != "ones":  # values and partials in one block (empty values, empty partials)
+            zeroed = fill == "zeros"
+            return generate(
+                f"def impl(a):\n    return new_dual_array(a.value.shape, {a.K}, {zeroed})\n"
+            )
+        return _new_dual_array("a", f"np.{fill}_like(a.value)", "zeros", a.K)
 
     return typer
 
@@ -315,8 +318,12 @@ def _allocate(fill: str):
         if not isinstance(dtype, DualDtypeType):
             return None
         lead = "(shape,)" if isinstance(shape, types.Integer) else "shape"
-        values = f"np.ones({lead})" if fill == "ones" else f"new_array({lead}, {fill == 'zeros'})"
-        return _new_dual_array("shape, dtype=None", values, "zeros", dtype.K)
+        if fill != "ones":  # values and partials in one block
+            return generate(
+                "def impl(shape, dtype=None):\n"
+                f"    return new_dual_array({lead}, {dtype.K}, {fill == 'zeros'})\n"
+            )
+        return _new_dual_array("shape, dtype=None", f"np.ones({lead})", "zeros", dtype.K)
 
     return typer
 
@@ -377,12 +384,12 @@ def _array(obj, dtype=None):  # noqa: ANN001
     if isinstance(obj, types.List):
         return generate(
             "def impl(obj, dtype=None):\n    n = len(obj)\n"
-            f"    out = make_dual_array(new_array(n, False), new_array((n, {K}), False), {K})\n"
+            f"    out = new_dual_array(n, {K}, False)\n"
             "    for i in range(n):\n        out[i] = obj[i]\n    return out\n"
         )
     stores = "".join(f"    out[{i}] = obj[{i}]\n" for i in range(len(obj)))
     return generate(
         f"def impl(obj, dtype=None):\n    n = {len(obj)}\n"
-        f"    out = make_dual_array(new_array(n, False), new_array((n, {K}), False), {K})\n"
+        f"    out = new_dual_array(n, {K}, False)\n"
         + stores + "    return out\n"
     )  # fmt: skip
