@@ -16,7 +16,11 @@ these rules so that the cost stays per function, not per test:
   and reuse the same point size across tests of one function (K follows the number of inputs,
   so n = 3 and n = 4 are two compilations of everything).
 - A sweep over many sizes, chunk sizes or rules is marked ``@pytest.mark.slow``: ``make test``
-  skips it, CI runs it (``--slow``).
+  skips it, CI runs it (``--slow``).  The hypothesis properties of test_properties.py draw a
+  quarter of their examples without ``--slow``.
+- A test that registers a rule takes the ``restore_rules`` fixture (a test that leaves one
+  registered fails): the disk cache's key covers the registered rules, so a leaked rule made
+  every later compiled function of that worker miss the cache.
 - Compiled drivers go to one disk cache per test session (below), shared by the pytest-xdist
   workers: a function compiled by one worker is loaded, not compiled, by the other.  ``make test``
   keeps it across runs in ``.venv/dualad-test-cache`` (``DUALAD_TEST_CACHE``), so a second run
