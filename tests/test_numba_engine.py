@@ -588,6 +588,51 @@ def test_rules_with_no_numba_value_or_no_ufunc(case):
 
 
 @numba.njit
+def integer_powers(x):
+    """Constant integer powers (each of 0..8 is unrolled in the compiled engine), one beyond
+    them, a negative one and an integer variable; ``**=`` and ``pow`` as well."""
+    out = np.zeros(14, dtype=x.dtype)
+    out[0] = x[0] ** 0
+    out[1] = x[0] ** 1
+    out[2] = x[0] ** 2
+    out[3] = x[0] ** 3
+    out[4] = x[0] ** 4
+    out[5] = x[0] ** 5
+    out[6] = x[0] ** 6
+    out[7] = x[0] ** 7
+    out[8] = x[0] ** 8
+    out[9] = x[0] ** 9
+    out[10] = x[1] ** -2
+    y = x[1]
+    y **= 3
+    out[11] = y
+    out[12] = pow(x[2], 2)
+    out[13] = x[2] ** (len(x) - 1)  # an integer that is no constant: 2
+    return out
+
+
+def integer_powers_jac(x):
+    a, b, c = x
+    jac = np.zeros((14, 3))
+    for n in range(1, 10):
+        jac[n, 0] = n * a ** (n - 1)
+    jac[10, 1] = -2.0 * b**-3
+    jac[11, 1] = 3.0 * b * b
+    jac[12, 2] = jac[13, 2] = 2.0 * c
+    return jac
+
+
+@pytest.mark.parametrize("x", [[-1.3, 0.7, 2.1], [0.0, -2.0, -0.0], [1.7, 3.0, 0.5]])
+def test_integer_powers_values_as_float_code_and_derivatives(x):
+    x = np.array(x)
+    value, jac = da.value_and_jacobian(integer_powers, x)
+    expected = integer_powers(x)  # Numba on floats: the same multiplications, the same bits
+    np.testing.assert_array_equal(value, expected)
+    np.testing.assert_array_equal(np.signbit(value), np.signbit(expected))
+    assert_close(jac, integer_powers_jac(x))
+
+
+@numba.njit
 def sqrt_sum(x):
     s = 0.0
     for i in range(len(x)):

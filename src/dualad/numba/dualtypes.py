@@ -48,9 +48,10 @@ def overload_first(func):  # noqa: ANN001, ANN201
     return overload(func, target="cpu", jit_options=HELPER_OPTIONS)
 
 
-def overload_scalar(func):  # noqa: ANN001, ANN201
-    """:func:`overload_first` for an operation on numbers, inlined (see SCALAR_OPTIONS)."""
-    return overload(func, target="cpu", jit_options=SCALAR_OPTIONS)
+def overload_scalar(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
+    """:func:`overload_first` for an operation on numbers, inlined (see SCALAR_OPTIONS); with
+    ``prefer_literal``, typed first with the literal types of constant arguments (``x ** 2``)."""
+    return overload(func, target="cpu", jit_options=SCALAR_OPTIONS, prefer_literal=prefer_literal)
 
 
 class DualType(types.Type):

@@ -97,8 +97,15 @@ def _substitutes(depth: int = 0) -> dict[Any, Any]:
     if depth not in _SUBSTITUTES:
         subs = _SUBSTITUTES[depth] = {}
         subs[rules._is_plain_number] = numba.njit(lambda p: True, inline="always")
-        # Numba computes np.power(x, 2) by pow() but x ** 2 by multiplication: same values.
-        subs[np.power] = numba.njit(lambda x, p: x**p, error_model="numpy", inline="always")
+        if depth == 0:
+            # Every value is a real number here: x ** float(p) is pow(), as np.power computes
+            # it in the NumPy engine.  Numba computes x ** p for an integer p by a loop of
+            # multiplications, compiled on first use: 0.2-0.3 s of a first call that has
+            # x ** 2 (the power rule's partial p * x ** (p - 1) has an integer p - 1).
+            power = numba.njit(lambda x, p: x ** (p + 0.0), error_model="numpy", inline="always")
+        else:  # Duals among the values: their own power overload
+            power = numba.njit(lambda x, p: x**p, error_model="numpy", inline="always")
+        subs[np.power] = power
     return _SUBSTITUTES[depth]
 
 
@@ -172,7 +179,8 @@ def _compiled_partial(rule: rules.Rule, i: int, argtypes: tuple[Any, ...]) -> An
     """The i-th partial of ``rule`` compiled for these argument types, or a clear refusal."""
     # One level down: a Dual's value is a float, a nested Dual's value a Dual (then the partial,
     # evaluated on Duals, also carries its own derivative: the second-order terms).
-    plain = tuple(t.base if isinstance(t, DualType) else t for t in argtypes)
+    # A constant argument (the 2 of x ** 2) is compiled as its plain type: one partial for all.
+    plain = tuple(t.base if isinstance(t, DualType) else types.unliteral(t) for t in argtypes)
     return partial_on_values(rule, i, plain)
 
 
@@ -258,11 +266,17 @@ def rule_impl(rule: rules.Rule, primal: Any, argtypes: tuple[Any, ...]) -> Calla
     env: dict[str, Any] = {"primal": primal, "is_zero": is_zero, "tangent": tangent}
     values = ", ".join(f"v{i}" for i in range(len(argtypes)))
     body = []
-    for i, dual in enumerate(mask):
-        body.append(f"v{i} = x{i}.value" if dual else f"v{i} = x{i}")
+    for i, (dual, t) in enumerate(zip(mask, argtypes)):
+        if isinstance(t, types.Literal):  # the partials take it as a plain value (+ 0 does)
+            body.append(f"v{i} = x{i} + 0")
+        else:
+            body.append(f"v{i} = x{i}.value" if dual else f"v{i} = x{i}")
         if dual:
             body.append(f"p{i} = x{i}.partials")
-    body.append(f"y = primal({values})")
+    if primal in _LITERAL_FIRST and _literal_power(argtypes):
+        body.extend(_unrolled_power("v0", argtypes[1].literal_value))
+    else:
+        body.append(f"y = primal({values})")
     terms: list[list[str]] = [[] for _ in range(K)]
     scaled: list[tuple[str, str, bool]] = []  # (partials, coefficient, zero-safe) of each input
     for i, dual in enumerate(mask):
@@ -405,6 +419,8 @@ def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: An
             return _generate_call(primal, len(argtypes))  # a registered function on floats
         if not _dual_args(argtypes):
             return None
+        if any(isinstance(t, types.Literal) for t in argtypes) and not _literal_power(argtypes):
+            return None  # Numba asks again with the plain types (one implementation for all)
         rule = rule_of()
         if rule is not None:
             return rule_impl(rule, primal, argtypes)
@@ -413,6 +429,49 @@ def _typer(func_label: str, rule_of: Callable[[], rules.Rule | None], primal: An
         refuse(_no_rule_message(func_label))
 
     return _with_arity(nin, select)
+
+
+#: Operators whose overloads are typed first with literal arguments: ``x ** 2`` on a Dual, see
+#: :func:`_literal_power`.
+_LITERAL_FIRST = (operator.pow, operator.ipow, builtins.pow)
+
+#: The largest integer exponent that gets an implementation of its own.
+_LITERAL_POWER_MAX = 8
+
+
+def _literal_power(argtypes: tuple[Any, ...]) -> bool:
+    """True for a Dual of floats to a small constant power n >= 0 (``x ** 2``).
+
+    Its value is then computed by the multiplications of Numba's loop for ``float ** int``
+    (the user's float code computes the same value), unrolled (:func:`_unrolled_power`): Numba
+    compiles that loop on its first use, 0.2-0.3 s of a first call, for a constant exponent
+    too.  One implementation per exponent; others take the general path.
+    """
+    base, exponent = (argtypes + (None, None))[:2]
+    return (
+        len(argtypes) == 2
+        and isinstance(base, DualType)
+        and base.base == types.float64
+        and isinstance(exponent, types.IntegerLiteral)
+        and 0 <= exponent.literal_value <= _LITERAL_POWER_MAX
+    )
+
+
+def _unrolled_power(base: str, n: int) -> list[str]:
+    """Source lines setting ``y`` to ``base ** n`` for a constant integer n >= 0, by the
+    multiplications Numba's own loop for ``float ** int`` makes, in its order (the same
+    value as the user's float code), unrolled: that loop costs 0.2-0.3 s to compile."""
+    lines, result, square = [], None, base
+    while n:
+        if n & 1:
+            lines.append(f"r = {square}" if result is None else f"r = r * {square}")
+            result = "r"
+        n >>= 1
+        if n:
+            lines.append(f"a{len(lines)} = {square} * {square}")
+            square = f"a{len(lines) - 1}"
+    lines.append(f"y = {result or '1.0'}")  # the base is a float64: so is y
+    return lines
 
 
 def _generate_call(fn: Any, nin: int) -> Callable[..., Any]:
@@ -509,7 +568,7 @@ def _scipy_rule(name: str) -> Callable[[], rules.Rule | None]:
 def _overload(func: Any, typer: Callable[..., Any]) -> None:
     if func not in _registered:
         _registered.add(func)
-        overload_scalar(func)(typer)
+        overload_scalar(func, prefer_literal=func in _LITERAL_FIRST)(typer)
 
 
 def _primal_of(key: Any) -> Any:
