@@ -366,7 +366,7 @@ def test_functions_the_tracer_cannot_follow_say_so():
         jacobian_sparsity(lambda u: u[u > 0], x)
 
 
-def test_a_registered_plain_function():
+def test_a_registered_plain_function(restore_rules):
     softplus = da.register_rule(
         lambda x: np.log1p(np.exp(x)), lambda x, y: 1.0 / (1.0 + np.exp(-x)), name="softplus"
     )
