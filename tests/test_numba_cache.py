@@ -251,6 +251,33 @@ def test_the_key_covers_the_registered_rules_not_when_scipys_loaded(restore_rule
     assert _rules_key() != before
 
 
+def _floor(x):
+    return np.floor(x)
+
+
+def _calling(rule_function):
+    def f(x):
+        return rule_function(x[0]) * x[1]
+
+    return f
+
+
+def test_the_key_of_a_function_calling_a_registered_function_is_its_content(restore_rules):
+    """A registered plain function closes over its rule, whose repr holds function addresses:
+    a function calling it had another key in every process (compiled again each time)."""
+    keys = []
+    for _ in range(2):  # the same registration twice: new function and rule objects
+        snap = dualad.register_rule(_floor, _half_plus_one, name="snap")
+        keys.append(cache.function_key(_calling(snap)))
+    assert keys[0] == keys[1]
+    other = dualad.register_rule(_floor, lambda x, y: 2.0 + 0.0 * x, name="snap")
+    assert cache.function_key(_calling(other)) != keys[0]
+
+
+def _half_plus_one(x, y):
+    return 1.0 + 0.5 * x
+
+
 def test_the_key_does_not_follow_reference_counts_or_hash_seeds(restore_rules):
     """Compiling a function takes references to its constants, and marshal marks an object it
     meets more than once by its reference count: a key made from marshal's bytes changed after

@@ -165,6 +165,8 @@ def _value_digest(value: Any, digest: Any) -> None:
         for key in sorted(value, key=repr):
             _value_digest(key, digest)
             _value_digest(value[key], digest)
+    elif isinstance(value, rules.Rule):  # a registered function's rule: by what it says
+        _rule_digest(value, digest)
     elif isinstance(value, (types.ModuleType, type)) or callable(value):
         # a function's code is keyed by function_key itself; a module, class, ufunc or
         # dispatcher by its name (their reprs may hold addresses)
@@ -174,19 +176,23 @@ def _value_digest(value: Any, digest: Any) -> None:
         digest.update(f"{type(value).__qualname__}:{value!r}".encode())
 
 
+def _rule_digest(rule: rules.Rule, digest: Any) -> None:
+    """A rule by its name and its partials' code (its repr holds function addresses)."""
+    digest.update(rule.name.encode())
+    for partial in rule.partials:
+        if isinstance(partial, types.FunctionType):
+            _code_digest(partial, digest)
+        else:
+            digest.update(repr(partial).encode())
+
+
 def _rules_digest(digest: Any) -> None:
     """The rules given by register_rule (they change the compiled code).  Not the built-in
     ones: they are dualad's source, in the engine digest, and SciPy's load on first use, so
     keying them made a driver's key depend on whether this process had used SciPy yet."""
     for rule in rules.RULES.values():
-        if not rule.registered:
-            continue
-        digest.update(rule.name.encode())
-        for partial in rule.partials:
-            if isinstance(partial, types.FunctionType):
-                _code_digest(partial, digest)
-            else:
-                digest.update(repr(partial).encode())
+        if rule.registered:
+            _rule_digest(rule, digest)
 
 
 def function_key(f: Any) -> str | None:
