@@ -21,7 +21,7 @@ $(BENCH_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,bench,torch]'
 	touch $@
 
-# Forward against reverse mode as n grows, beside JAX, PyTorch and autograd (5 minutes on 2 cores;
+# Forward against reverse mode as n grows, beside JAX, PyTorch and autograd (5-7 minutes on 2 cores;
 # `make bench BENCH_ARGS=--quick`: 17-43 s, warm and cold disk cache, 2026-12-03). Results go to
 # bench-results/.
 bench: $(BENCH_STAMP)
