@@ -238,6 +238,20 @@ def make_dual_array(typingctx, value, partials, k_marker):  # noqa: ANN001
     return result(value, partials, k_marker), codegen
 
 
+def _allocation(shape: Any, zeroed: Any) -> tuple[int, bool] | None:
+    """The ndim of an allocation's ``shape`` type (an integer or a tuple of integers) and the
+    literal ``zeroed`` flag, or None when they are not such types."""
+    if isinstance(shape, types.Integer):
+        ndim = 1
+    elif isinstance(shape, types.BaseTuple) and all(isinstance(s, types.Integer) for s in shape):
+        ndim = len(shape)
+    else:
+        return None
+    if not isinstance(zeroed, (types.BooleanLiteral, types.IntegerLiteral)):
+        return None
+    return ndim, bool(zeroed.literal_value)
+
+
 @intrinsic
 def new_array(typingctx, shape, zeroed):  # noqa: ANN001
     """A new C-contiguous float64 array of ``shape`` (an integer or a tuple of integers), filled
@@ -247,16 +261,11 @@ def new_array(typingctx, shape, zeroed):  # noqa: ANN001
     own overloads of those as separate functions, once per type of ``shape``, each optimised and
     turned into machine code on its own, a noticeable part of a first call.
     """
-    if isinstance(shape, types.Integer):
-        ndim = 1
-    elif isinstance(shape, types.BaseTuple) and all(isinstance(s, types.Integer) for s in shape):
-        ndim = len(shape)
-    else:
+    allocation = _allocation(shape, zeroed)
+    if allocation is None:
         return None
-    if not isinstance(zeroed, (types.BooleanLiteral, types.IntegerLiteral)):
-        return None
+    ndim, fill = allocation
     result = types.Array(types.float64, ndim, "C")
-    fill = bool(zeroed.literal_value)
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
         from numba.np.arrayobj import _empty_nd_impl, _parse_shape
@@ -283,15 +292,10 @@ def new_dual_array(typingctx, shape, k_marker, zeroed):  # noqa: ANN001
     K = _k_of(k_marker)
     if K is None:
         return None
-    if isinstance(shape, types.Integer):
-        ndim = 1
-    elif isinstance(shape, types.BaseTuple) and all(isinstance(s, types.Integer) for s in shape):
-        ndim = len(shape)
-    else:
+    allocation = _allocation(shape, zeroed)
+    if allocation is None:
         return None
-    if not isinstance(zeroed, (types.BooleanLiteral, types.IntegerLiteral)):
-        return None
-    fill = bool(zeroed.literal_value)
+    ndim, fill = allocation
     value_type = types.Array(types.float64, ndim, "C")
     result = DualArrayType(value_type, types.Array(types.float64, ndim + 1, "C"), K)
 
