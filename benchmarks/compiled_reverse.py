@@ -90,6 +90,17 @@ def rosenbrock_floor(x, parents, partials, adj):  # noqa: ANN001, ANN201
 
 
 @numba.njit
+def sweep_variable_width(adj, parents, partials, offsets, n, k):  # noqa: ANN001, ANN201
+    """The backward sweep of both preaccumulated floors: node j's parents and partials are at
+    offsets[j] .. offsets[j + 1], its adjoint at adj[n + j]."""
+    for j in range(k - 1, -1, -1):
+        g = adj[n + j]
+        if g != 0.0:
+            for q in range(offsets[j], offsets[j + 1]):
+                adj[parents[q]] += partials[q] * g
+
+
+@numba.njit
 def rosenbrock_prefloor(x, m, parents, partials, offsets, adj, ti, ts):  # noqa: ANN001, ANN201
     """Rosenbrock's gradient through the tape a preaccumulating adjoint of at most ``m`` terms
     records: each term is ``{(i + 1, 200 t), (i, -400 t x[i] - 2 b)}`` (merged without a node),
@@ -126,11 +137,7 @@ def rosenbrock_prefloor(x, m, parents, partials, offsets, adj, ti, ts):  # noqa:
     adj[: n + k] = 0.0
     for j in range(count):
         adj[ti[j]] += ts[j]
-    for j in range(k - 1, -1, -1):
-        g = adj[n + j]
-        if g != 0.0:
-            for q in range(offsets[j], offsets[j + 1]):
-                adj[parents[q]] += partials[q] * g
+    sweep_variable_width(adj, parents, partials, offsets, n, k)
     return s, adj[:n].copy()
 
 
@@ -161,11 +168,7 @@ def rosenbrock_prebest(x, parents, partials, offsets, adj):  # noqa: ANN001, ANN
         prev, i = n + k - 1, stop
     adj[: n + k] = 0.0
     adj[prev] = 1.0
-    for j in range(k - 1, -1, -1):
-        g = adj[n + j]
-        if g != 0.0:
-            for q in range(offsets[j], offsets[j + 1]):
-                adj[parents[q]] += partials[q] * g
+    sweep_variable_width(adj, parents, partials, offsets, n, k)
     return s, adj[:n].copy()
 
 
