@@ -221,7 +221,7 @@ def _first_call(f: Callable[..., Any], kind: str, K: Any, arguments: tuple[Any, 
     try:
         result = _call(compiled, f, K, arguments, kind)
     except cache.LOAD_ERRORS as error:
-        if not cache.enabled():
+        if not cache.enabled() or not cache.raised_while_loading(error):
             raise
         cache.abandon(error, "driver", _drivers, f)  # compile without the disk cache from now on
         compiled = driver(f, kind, K)
@@ -241,7 +241,9 @@ def _call(
     except Exception as exc:
         # Numba's in-place operator template for a float array lhs crashes (AttributeError) on
         # a DualArray rhs after dualad's overload refused it: the refusal is the answer then.
-        if not isinstance(exc, errors.TypingError) and not scalars.problems.get():
+        # Other templates of Numba's crash so on a Dual type alone (a typing failure too).
+        typing_crash = isinstance(exc, AttributeError) and not cache.raised_while_loading(exc)
+        if not (isinstance(exc, errors.TypingError) or typing_crash or scalars.problems.get()):
             raise
         message = str(exc)
         problem = scalars.take_problem(message)

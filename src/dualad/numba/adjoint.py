@@ -68,6 +68,7 @@ from numba.experimental import jitclass
 from numba.experimental.jitclass.base import _mangle_attr
 from numba.extending import (
     intrinsic,
+    lower_builtin,
     lower_cast,
     make_attribute_wrapper,
     models,
@@ -81,10 +82,13 @@ from .. import rules
 from ..dual import DualError, label, primal
 from ..transforms import stop_gradient
 from . import NotCompilable, cache, scalars
+from .arrayops import INPLACE_OPERATORS
+from .arrays import getiter_first_axis
 from .drivers import _cached
 from .dualtypes import (
     HELPER_OPTIONS,
     SCALAR_OPTIONS,
+    DualArrayIteratorType,
     DualArrayType,
     DualType,
     _k_of,
@@ -97,6 +101,7 @@ from .dualtypes import (
 )
 from .scalars import is_zero
 from .second import _NOT_SCALAR
+from .shapes import as_shape
 
 _REAL = (types.Float, types.Integer, types.Boolean)
 
@@ -316,7 +321,7 @@ def _base_of(array: Any) -> Any:
     return DualType(array.K) if isinstance(array, DualArrayType) else types.float64
 
 
-class AdjArrayType(types.Type):
+class AdjArrayType(types.IterableType):
     """An array of reverse-mode numbers: value, index and scale arrays of one shape (the value
     and scale arrays are DualArrays when the values are Duals)."""
 
@@ -324,7 +329,25 @@ class AdjArrayType(types.Type):
         self.value_type, self.index_type, self.scale_type = value_type, index_type, scale_type
         self.ndim = value_type.ndim
         self.base = _base_of(value_type)
+        self.mutable = value_type.mutable  # a += b then writes into a (see DualArrayType)
         super().__init__(name=f"AdjArray({value_type}, {index_type}, {scale_type})")
+
+    @property
+    def iterator_type(self) -> DualArrayIteratorType:
+        """``for v in a``: the first axis, by the iterator DualArrays use (len and a[i])."""
+        return DualArrayIteratorType(self)
+
+    def row_type(self) -> Any:
+        """The type of ``a[i]`` for an integer i: an Adj, or an AdjArray of one less axis."""
+        if self.ndim == 1:
+            return AdjType(self.base)
+
+        def row(t: Any) -> Any:
+            if isinstance(t, DualArrayType):
+                return t.row_type()
+            return t.copy(ndim=t.ndim - 1, layout="C" if t.layout == "C" else "A")
+
+        return AdjArrayType(row(self.value_type), row(self.index_type), row(self.scale_type))
 
 
 class AdjDtypeType(types.Type):
@@ -357,6 +380,9 @@ class _AdjArrayModel(models.StructModel):
             ("tape", types.voidptr),
         ]
         super().__init__(dmm, fe_type, members)
+
+
+lower_builtin("getiter", AdjArrayType)(getiter_first_axis)
 
 
 @register_model(AdjDtypeType)
@@ -570,6 +596,8 @@ def _typer(func_label: str, rule_of: Any, primal_fn: Any, nin: int, elementwise:
 
     def select(*argtypes: Any) -> Any:
         if elementwise is not None and _array_args(argtypes):
+            if elementwise in INPLACE_OPERATORS:
+                return _inplace_impl(elementwise, argtypes)
             rule = rules.lookup(elementwise) if isinstance(elementwise, np.ufunc) else rule_of()
             if rule is not None:
                 return _elementwise_impl(elementwise, argtypes)
@@ -589,7 +617,13 @@ def _typer(func_label: str, rule_of: Any, primal_fn: Any, nin: int, elementwise:
 
 
 def _array_args(argtypes: tuple[Any, ...]) -> bool:
-    return any(isinstance(t, AdjArrayType) for t in argtypes) and all(
+    """An adjoint array among the operands, or a float array with an adjoint number
+    (``data - mu``); every operand of a kind the entry-by-entry overloads take."""
+    adjoint = any(isinstance(t, AdjArrayType) for t in argtypes) or (
+        any(isinstance(t, AdjType) for t in argtypes)
+        and any(isinstance(t, types.Array) for t in argtypes)
+    )
+    return adjoint and all(
         isinstance(t, (AdjType, AdjArrayType, types.Array, *_REAL)) for t in argtypes
     )
 
@@ -606,22 +640,26 @@ def _elementwise_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
     arrays = [i for i, t in enumerate(argtypes) if isinstance(t, (AdjArrayType, types.Array))]
     if len({argtypes[i].ndim for i in arrays}) > 1:
         scalars.refuse(_BROADCAST.format(label(fn), sorted({argtypes[i].ndim for i in arrays})))
-    first = next(i for i, t in enumerate(argtypes) if isinstance(t, AdjArrayType))
+    # the adjoint operand giving the tape and value type: an AdjArray, else an Adj number
+    like = min(
+        (i for i, t in enumerate(argtypes) if isinstance(t, (AdjArrayType, AdjType))),
+        key=lambda i: not isinstance(argtypes[i], AdjArrayType),
+    )
     names = ", ".join(f"x{i}" for i in range(len(argtypes)))
     reads = ", ".join(f"x{i}[idx]" if i in arrays else f"x{i}" for i in range(len(argtypes)))
-    body = [f"shape = x{first}.shape"]
+    body = [f"shape = x{arrays[0]}.shape"]
     for i in arrays:
         body += [f"if x{i}.shape != shape:", "    raise ValueError('arrays of different shapes')"]
     body += [
-        f"value = as_values(np.empty(shape), x{first})",
+        f"value = as_values(np.empty(shape), x{like})",
         "index = np.empty(shape, np.int64)",
-        f"scale = as_values(np.empty(shape), x{first})",
+        f"scale = as_values(np.empty(shape), x{like})",
         "for idx in np.ndindex(shape):",
         f"    r = fn({reads})",
         "    value[idx] = r.value",
         "    index[idx] = r.index",
         "    scale[idx] = r.scale",
-        f"return make_adj_array(value, index, scale, x{first}.tape)",
+        f"return make_adj_array(value, index, scale, x{like}.tape)",
     ]
     source = f"def impl({names}):\n" + "".join(f"    {line}\n" for line in body)
     return generate(
@@ -633,15 +671,39 @@ def _elementwise_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
     )
 
 
+def _inplace_impl(op: Any, argtypes: tuple[Any, ...]) -> Any:
+    """``a op= b`` with an adjoint operand: the result written back into an AdjArray ``a``
+    entry by entry (a view's writes reach the array it views), refused into a float array,
+    a new value for a scalar ``a``."""
+    target = argtypes[0]
+    if isinstance(target, types.Array):
+        scalars.refuse(_LOST_IN_FLOAT_ARRAY)
+    if not isinstance(target, AdjArrayType):
+        return generate("def impl(x0, x1):\n    return op(x0, x1)\n", op=INPLACE_OPERATORS[op])
+    return generate(
+        "def impl(x0, x1):\n"
+        "    r = op(x0, x1)\n"
+        "    if r.shape != x0.shape:\n"
+        "        raise ValueError('the result of an in-place operation does not have the shape "
+        "of its target')\n"
+        "    for idx in np.ndindex(x0.shape):\n"
+        "        x0[idx] = r[idx]\n"
+        "    return x0\n",
+        op=INPLACE_OPERATORS[op],
+    )
+
+
 def _on_values_impl(fn: Any, argtypes: tuple[Any, ...]) -> Any:
-    """A function of zero derivative (a comparison, floor) on the values alone, of adjoint
-    numbers or arrays."""
+    """A function of zero derivative (a comparison, floor) on the plain values alone, of
+    adjoint numbers or arrays: its derivatives of every order are zero, so the Duals of
+    second order are dropped too (the result is plain floats, as on floats)."""
     reads = [
-        f"x{i}.value" if isinstance(t, (AdjType, AdjArrayType)) else f"x{i}"
+        f"primal(x{i}.value)" if isinstance(t, (AdjType, AdjArrayType)) else f"x{i}"
         for i, t in enumerate(argtypes)
     ]
     names = ", ".join(f"x{i}" for i in range(len(argtypes)))
-    return generate(f"def impl({names}):\n    return fn({', '.join(reads)})\n", fn=fn)
+    source = f"def impl({names}):\n    return fn({', '.join(reads)})\n"
+    return generate(source, fn=fn, primal=primal)
 
 
 def _value_only(fn: Any, nin: int):  # noqa: ANN202
@@ -896,6 +958,173 @@ def _mean(a):  # noqa: ANN001
 
 overload_method(AdjArrayType, "sum")(lambda a: _sum_impl)
 overload_method(AdjArrayType, "mean")(lambda a: lambda a: np.sum(a) / a.size)
+
+
+def _index_of(fn: Any):  # noqa: ANN202
+    """np.argmax and its kin of an AdjArray: indices, from the values alone (nothing recorded)."""
+
+    def typer(a):  # noqa: ANN001, ANN202
+        if isinstance(a, AdjArrayType):
+            return generate("def impl(a):\n    return fn(a.value)\n", fn=fn)
+        return None
+
+    return typer
+
+
+for _fn in (np.argmax, np.argmin, np.argsort):
+    overload_first(_fn)(_index_of(_fn))
+    overload_method(AdjArrayType, _fn.__name__)(_index_of(_fn))
+
+
+def _contiguous(t: Any, name: str) -> str:
+    """Source of array ``name`` (of type ``t``) in C order: a DualArray's reshape copies a
+    strided one itself; Numba's float reshape takes C-ordered arrays only."""
+    return name if isinstance(t, DualArrayType) else f"np.ascontiguousarray({name})"
+
+
+def _reshape(a, *shape):  # noqa: ANN001, ANN202
+    """``a.reshape(...)``: the value, index and scale arrays reshaped alike (nothing recorded)."""
+    if not isinstance(a, AdjArrayType) or not shape:
+        return None
+    if not all(isinstance(s, (types.Integer, types.BaseTuple)) for s in shape):
+        return None
+    value = _contiguous(a.value_type, "a.value")
+    scale = _contiguous(a.scale_type, "a.scale")
+    return generate(
+        "def impl(a, *shape):\n"
+        "    s = as_shape(shape)\n"
+        f"    return make_adj_array({value}.reshape(s), np.ascontiguousarray(a.index).reshape(s), "
+        f"{scale}.reshape(s), a.tape)\n",
+        as_shape=as_shape,
+        make_adj_array=make_adj_array,
+    )
+
+
+overload_method(AdjArrayType, "reshape")(_reshape)
+
+
+def _ravel(a):  # noqa: ANN001, ANN202
+    return (lambda a: a.reshape(-1)) if isinstance(a, AdjArrayType) else None
+
+
+overload_method(AdjArrayType, "ravel")(_ravel)
+overload_first(np.ravel)(_ravel)
+
+
+@overload_first(np.reshape)
+def _np_reshape(a, shape):  # noqa: ANN001
+    return (lambda a, shape: a.reshape(shape)) if isinstance(a, AdjArrayType) else None
+
+
+def _select(arg: str):  # noqa: ANN202
+    """np.max and kin of an AdjArray (no axis): the entry the values pick, its node with it."""
+
+    def typer(a):  # noqa: ANN001, ANN202
+        if not isinstance(a, AdjArrayType):
+            return None
+        return generate(f"def impl(a):\n    f = a.reshape(-1)\n    return f[np.{arg}(f.value)]\n")
+
+    return typer
+
+
+for _fn, _arg in ((np.max, "argmax"), (np.min, "argmin"), (np.amax, "argmax"),
+                  (np.amin, "argmin")):  # fmt: skip
+    overload_first(_fn)(_select(_arg))
+overload_method(AdjArrayType, "max")(_select("argmax"))
+overload_method(AdjArrayType, "min")(_select("argmin"))
+
+
+def _on_adj_array(impl: Any):  # noqa: ANN202
+    def typer(a):  # noqa: ANN001, ANN202
+        return impl if isinstance(a, AdjArrayType) else None
+
+    return typer
+
+
+def _var_impl(a):  # noqa: ANN001, ANN202
+    d = a - np.mean(a)
+    return np.sum(d * d) / a.size
+
+
+def _std_impl(a):  # noqa: ANN001, ANN202
+    return np.sqrt(np.var(a))
+
+
+def _norm_impl(a):  # noqa: ANN001, ANN202
+    return np.sqrt(np.sum(a * a))
+
+
+for _fn, _impl in ((np.var, _var_impl), (np.std, _std_impl), (np.linalg.norm, _norm_impl)):
+    overload_first(_fn)(_on_adj_array(_impl))
+overload_method(AdjArrayType, "var")(_on_adj_array(_var_impl))
+overload_method(AdjArrayType, "std")(_on_adj_array(_std_impl))
+
+
+@overload_first(np.where)
+def _where(condition, x, y):  # noqa: ANN001
+    """Entry by entry from x or y, as condition says; operands of one shape, or scalars."""
+    operands = (x, y)
+    if not isinstance(condition, types.Array):
+        return None
+    if not any(isinstance(t, AdjArrayType) for t in operands):
+        return None
+    if not all(isinstance(t, (AdjType, AdjArrayType, types.Array, *_REAL)) for t in operands):
+        return None
+    like = "x" if isinstance(x, AdjArrayType) else "y"
+    pick = [f"{n}[idx]" if isinstance(t, (AdjArrayType, types.Array)) else n
+            for n, t in zip(("x", "y"), operands)]  # fmt: skip
+    return generate(
+        "def impl(condition, x, y):\n"
+        f"    out = np.empty(condition.shape, dtype=adj_dtype({like}.tape, {like}))\n"
+        "    for idx in np.ndindex(condition.shape):\n"
+        f"        out[idx] = {pick[0]} if condition[idx] else {pick[1]}\n"
+        "    return out\n",
+        adj_dtype=adj_dtype,
+    )
+
+
+@overload_first(np.clip)
+def _clip(a, a_min, a_max):  # noqa: ANN001
+    """By np.maximum and np.minimum, whose rules give the derivative (zero where clipped)."""
+    if isinstance(a, AdjArrayType):
+        return lambda a, a_min, a_max: np.minimum(np.maximum(a, a_min), a_max)
+    return None
+
+
+def _prod_impl(a):  # noqa: ANN001, ANN202
+    p = zero_adj(a) + 1.0
+    f = a.reshape(-1)
+    for i in range(f.size):
+        p = p * f[i]
+    return p
+
+
+def _cumsum_impl(a):  # noqa: ANN001, ANN202
+    f = a.reshape(-1)
+    out = np.empty(f.size, dtype=a.dtype)
+    s = zero_adj(a)
+    for i in range(f.size):
+        s = s + f[i]
+        out[i] = s
+    return out
+
+
+def _sort_impl(a):  # noqa: ANN001, ANN202
+    return a[np.argsort(a.value)]
+
+
+for _fn, _impl in ((np.prod, _prod_impl), (np.cumsum, _cumsum_impl)):
+    overload_first(_fn)(_on_adj_array(_impl))
+    overload_method(AdjArrayType, _fn.__name__)(_on_adj_array(_impl))
+
+
+@overload_first(np.sort)
+def _sort(a):  # noqa: ANN001
+    if not isinstance(a, AdjArrayType):
+        return None
+    if a.ndim != 1:
+        scalars.refuse("np.sort of an adjoint array sorts 1-D arrays only; sort each row")
+    return _sort_impl
 
 
 _MATMUL = "compiled reverse mode records dot and @ of 1-D and 2-D arrays; got {} and {} dimensions"
@@ -1302,7 +1531,7 @@ def _call(f: Any, kind: Any, *arguments: Any) -> Any:
     try:
         return driver(f, kind)(*arguments)
     except cache.LOAD_ERRORS as error:
-        if not cache.enabled():
+        if not cache.enabled() or not cache.raised_while_loading(error):
             raise
         cache.abandon(error, "reverse driver", _drivers, f)
         return driver(f, kind)(*arguments)
@@ -1337,7 +1566,9 @@ def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
         *result, parents, partials, adj = _call(f, kind, point, parents, partials, adj, *args)
         workspace.give_back((parents, partials, adj))
         return tuple(result) if kind == "jacobian" else result[0]
-    except errors.TypingError as exc:
+    except (errors.TypingError, AttributeError) as exc:
+        # AttributeError: one of Numba's own typing templates failing on an AdjArray (a cache
+        # entry that would not load was handled in _call)
         from . import _where, summary  # here: an import per call was 1-2 us of a small gradient
 
         message = str(exc)

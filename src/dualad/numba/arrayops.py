@@ -100,7 +100,16 @@ def applies(argtypes: tuple[Any, ...]) -> bool:
         return False
     has_array = any(k in ("DA", "A") for k in kinds)
     has_dual = any(k in ("DA", "D") for k in kinds)
+    if has_array and any(isinstance(t, DualType) and t.base != types.float64 for t in argtypes):
+        refuse(_NESTED_WITH_ARRAY)  # else Numba's own loop would store Duals in a float array
     return has_array and has_dual
+
+
+_NESTED_WITH_ARRAY = (
+    "an array operation met a second-order Dual (da.hessian or da.hvp): the compiled "
+    "second-order engine takes loops over elements only. With engine='auto' such a function's "
+    "Hessian runs on the NumPy engine; or write the array expression as a loop"
+)
 
 
 def _K(argtypes: tuple[Any, ...]) -> int:
@@ -233,6 +242,21 @@ def _as_dual(y):  # noqa: ANN001
 overload_first(as_dual)(_as_dual)
 
 
+def _rounded(a, decimals=0):  # noqa: ANN001, ANN202
+    """np.round of a DualArray: the rounded values, zero partials (as np.rint's ufunc gives)."""
+    if not isinstance(a, DualArrayType):
+        return None
+    return generate(
+        "def impl(a, decimals=0):\n"
+        "    return make_dual_array(np.round(a.value, decimals), np.zeros_like(a.partials), "
+        f"{a.K})\n"
+    )
+
+
+overload_first(np.round)(_rounded)
+overload_first(np.around)(_rounded)
+
+
 def _array_typer(fn: Any, nin: int, values_only: bool = False) -> Callable[..., Any]:
     """A typer of ``nin`` arguments taking over when an array and a Dual meet."""
 
@@ -271,7 +295,8 @@ def _inplace_typer(fn: Any) -> Callable[..., Any]:
     return typer
 
 
-_INPLACE = {
+#: Each in-place operator and the operator it applies before writing the result back.
+INPLACE_OPERATORS = {
     operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
     operator.itruediv: operator.truediv, operator.ipow: operator.pow, operator.imod: operator.mod,
 }  # fmt: skip
@@ -298,8 +323,8 @@ def register_table() -> None:
     for op, ufunc in _OPERATORS.items():
         if op in _NOT_ELEMENTWISE_ON_ARRAYS:
             continue
-        if op in _INPLACE:
-            _overload(op, _inplace_typer(_INPLACE[op]))
+        if op in INPLACE_OPERATORS:
+            _overload(op, _inplace_typer(INPLACE_OPERATORS[op]))
         else:
             _overload(op, _array_typer(op, ufunc.nin))
     for op in _COMPARISONS:

@@ -228,7 +228,8 @@ def _setitem(a, idx, val):  # noqa: ANN001
 
 
 @lower_builtin("getiter", DualArrayType)
-def _getiter(context, builder, sig, args):  # noqa: ANN001, ANN202
+def getiter_first_axis(context, builder, sig, args):  # noqa: ANN001, ANN201
+    """``iter(a)`` of a DualArray (or of an AdjArray, see adjoint.py): index 0 and a reference."""
     iterator = context.make_helper(builder, sig.return_type)
     iterator.index = cgutils.alloca_once_value(builder, context.get_constant(types.intp, 0))
     iterator.array = args[0]

@@ -41,7 +41,7 @@ import numpy as np
 from .. import rules
 from ..pysource import _names, is_dispatcher
 
-__all__ = ["ENV_VAR", "cache_folder", "cached", "function_key"]
+__all__ = ["ENV_VAR", "cache_folder", "cached", "function_key", "raised_while_loading"]
 
 ENV_VAR = "DUALAD_CACHE_DIR"
 _OFF = ("", "0", "off", "none", "false")
@@ -49,6 +49,21 @@ _OFF = ("", "0", "off", "none", "false")
 #: What loading a cache entry back can raise (an environment whose module is gone, a truncated
 #: file): the caller then compiles without the cache.
 LOAD_ERRORS = (ImportError, AttributeError, EOFError, pickle.UnpicklingError)
+
+_LOADER = os.path.join("numba", "core", "caching.py")
+
+
+def raised_while_loading(error: BaseException) -> bool:
+    """True when ``error`` came out of Numba's cache loader, not out of compiling: Numba's own
+    typing templates can raise an AttributeError on a dualad type (``np.argmax`` reads
+    ``.dtype``), which is a function the engine cannot compile, not a stale cache entry."""
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith(_LOADER):
+            return True
+        trace = trace.tb_next
+    return False
+
 
 #: Set once a cache entry could not be loaded: this process then compiles without the cache.
 _disabled: list[bool] = []

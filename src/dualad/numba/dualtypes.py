@@ -90,6 +90,9 @@ class DualArrayType(types.IterableType):
     def __init__(self, value_type: types.Array, partials_type: types.Array, K: int) -> None:
         self.value_type, self.partials_type, self.K = value_type, partials_type, K
         self.ndim = value_type.ndim
+        # Numba lowers ``a += b`` on a type that is not mutable as ``a = a + b``: a view's
+        # writes would be lost (row = out[1:]; row += y left out unchanged)
+        self.mutable = value_type.mutable
         super().__init__(name=f"DualArray({value_type}, {partials_type}, K={K})")
 
     @property
@@ -108,7 +111,7 @@ class DualArrayType(types.IterableType):
 
 
 class DualArrayIteratorType(types.SimpleIteratorType):
-    """The iterator over a DualArray's first axis."""
+    """The iterator over a DualArray's (or an AdjArray's) first axis."""
 
     def __init__(self, array_type: DualArrayType) -> None:
         self.array_type = array_type

@@ -32,16 +32,36 @@ def _reshape_impl(a: DualArrayType, signature: str, shape: str) -> Any:
         f"def impl({signature}):\n"
         f"    v = np.ascontiguousarray(a.value).reshape({shape})\n"
         f"    p = np.ascontiguousarray(a.partials).reshape(v.shape + ({a.K},))\n"
-        f"    return make_dual_array(v, p, {a.K})\n"
+        f"    return make_dual_array(v, p, {a.K})\n",
+        as_shape=as_shape,
+    )
+
+
+def as_shape(shape):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the overload below
+    """The shape tuple of ``a.reshape(*shape)``: ``shape`` itself for ``a.reshape(2, 3)``, its
+    one item for ``a.reshape((2, 3))``."""
+
+
+@overload_first(as_shape)
+def _as_shape(shape):  # noqa: ANN001
+    # a plain tuple, item by item: Numba's own reshape cannot lower a star-argument tuple
+    inner, n = (
+        ("shape[0]", len(shape[0]))
+        if isinstance(shape[0], types.BaseTuple)
+        else ("shape", len(shape))
+    )
+    return _gen(
+        f"def impl(shape):\n    return {tuple_source([f'{inner}[{i}]' for i in range(n)])}\n"
     )
 
 
 @overload_method(DualArrayType, "reshape")
 def _reshape_method(a, *shape):  # noqa: ANN001
-    if len(shape) == 1 and isinstance(shape[0], types.BaseTuple):
-        return _reshape_impl(a, "a, *shape", "shape[0]")
-    if all(isinstance(s, types.Integer) for s in shape):
-        return _reshape_impl(a, "a, *shape", "shape")
+    # Numba types the call twice, with the integers as given and folded into one tuple, so
+    # (UniTuple(int64, 2),) may mean reshape(2, 3) or reshape((2, 3)): the implementation tells
+    # them apart on its own star argument (as_shape), where they differ.
+    if shape and all(isinstance(s, (types.Integer, types.BaseTuple)) for s in shape):
+        return _reshape_impl(a, "a, *shape", "as_shape(shape)")
     return None
 
 
