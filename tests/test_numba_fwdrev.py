@@ -1,8 +1,10 @@
 """Compiled Hessians and HVPs by forward over reverse (dualad.numba.adjoint on Dual values).
 
-``da.hessian`` and ``da.hvp`` of a Numba function record it once per chunk of tangent directions
-on adjoint numbers whose values are Duals.  Each result is checked against the nested-Dual path
-(forward over forward, called directly), the NumPy engine, central differences of the gradient,
+``da.hvp`` of a Numba function records it once per chunk of tangent directions on adjoint
+numbers whose values are Duals; ``da.hessian`` records it once in local mode (each node's
+partials with their derivatives along its two parents) and sweeps the tape per block of
+columns.  Each result is checked against the nested-Dual path (forward over forward, called
+directly), the NumPy engine, central differences of the gradient,
 ``hessian @ v`` and the symmetry of the raw H @ I (the driver mirrors only after that).  The
 fallback to the nested-Dual path, and its errors, are tested where the adjoint engine refuses.
 """
@@ -104,6 +106,31 @@ def central(f, x, step=1e-6):
         down = da.gradient(f, x - e.reshape(x.shape))
         columns.append(((up - down) / (2 * step)).ravel())
     return np.stack(columns, axis=1)
+
+
+@numba.njit
+def local_cases(x):
+    """What local mode records in each of its ways: np.maximum (a partial zero with its
+    derivatives: a function of one parent, no node), x * x (one variable twice), a product with
+    a factor of value zero (a zero partial whose derivative is not) and sums of such terms."""
+    s = 0.0
+    for i in range(x.shape[0] - 1):
+        a, b = x[i], x[i + 1]
+        s += np.maximum(a, b) ** 2 * b + a * a * b + np.sin(a) * b * b
+    return s
+
+
+def test_local_mode_against_forward_over_reverse_numpy_and_differences():
+    x = np.array([0.3, -1.2, 0.0, 1.5, -0.4, 0.9, 0.0, 0.7])  # exact zeros: zero partials
+    h = da.hessian(local_cases, x)
+    assert local_cases.py_func not in adjoint.failed_second_order
+    assert_close(h, da.hessian(local_cases.py_func, x, engine="numpy"))
+    assert_close(h, central(local_cases, x), rtol=1e-6)
+    # forward over reverse: a recording on Duals per chunk of 3 columns, unsymmetrised
+    raw = adjoint.run(local_cases, ("hvp", 3), x, np.eye(x.size), False)
+    assert_close(h, raw)
+    np.testing.assert_array_equal(h, h.T)
+    assert_close(da.hessian(local_cases, x, chunk_size=3), h)  # sweeps of 3 columns each
 
 
 @pytest.mark.parametrize("f", [rosenbrock, numba_style, local_arrays])

@@ -968,10 +968,11 @@ def _compiled_second_order(
 def _forward_over_reverse(
     f: Any, point: np.ndarray, directions: np.ndarray | None, K: int, args: tuple[Any, ...]
 ) -> Any:
-    """``H @ directions`` (n, m), or H for ``directions=None``, by compiled forward over
-    reverse (``dualad.numba.adjoint``), or None when that cannot record f: the nested-Dual path
-    then takes it, with its own errors and warnings (remembered per function, so a refusal
-    costs one compilation)."""
+    """``H @ directions`` (n, m) by compiled forward over reverse, or H for
+    ``directions=None`` from one recording of local second derivatives, swept ``K`` columns at
+    a time (0: the engine's default) (``dualad.numba.adjoint``); or None when that cannot record
+    f: the nested-Dual path then takes it, with its own errors and warnings (remembered per
+    function, so a refusal costs one compilation)."""
     from .numba import adjoint
 
     key = _source_key(f)
@@ -998,9 +999,10 @@ def hessian(
 
     On the NumPy engine the outer pass carries ``chunk_size`` directions (by default as many as
     keep the nested partials, ``n * n * chunk`` entries, inside the memory budget); the inner
-    gradient all ``n``.  A ``numba.njit`` function (or ``engine="numba"``) runs compiled, by
-    forward over reverse: one recording and one backward sweep on Duals of ``chunk_size``
-    tangents per chunk of columns (default ``dualad.numba.adjoint.HESSIAN_CHUNK``); where
+    gradient all ``n``.  A ``numba.njit`` function (or ``engine="numba"``) runs compiled, from
+    one recording of f with each node's local second derivatives (taken by the rules' partials
+    on Duals), then a forward and a backward sweep over the tape per block of ``chunk_size``
+    columns (default: all that fit in 8 MB); where
     compiled reverse mode cannot record f, on nested Duals: one pass per block of
     ``chunk_size`` x ``chunk_size`` entries on or above the diagonal (default
     ``dualad.numba.SECOND_ORDER_CHUNK``).  Either way the result is exactly symmetric.
@@ -1012,10 +1014,9 @@ def hessian(
     if _compiled_second_order_wanted(f, x, args, engine):
         point = _float64_point(x)
         compiled = _compiled or _load_compiled()
-        from .numba.adjoint import HESSIAN_CHUNK
-
-        K = compiled.chunk_size_for(point.size, chunk_size, HESSIAN_CHUNK)
-        h = _forward_over_reverse(f, point, None, K, args)
+        # columns per sweep of the recorded local second derivatives (0: the engine's default)
+        block = 0 if chunk_size is None else compiled.chunk_size_for(point.size, chunk_size)
+        h = _forward_over_reverse(f, point, None, block, args)
         if h is not None:
             return _scalar(h.reshape(point.shape + point.shape))
         K = compiled.chunk_size_for(point.size, chunk_size, compiled.SECOND_ORDER_CHUNK)
