@@ -469,7 +469,14 @@ class Dual(Carrier):
         return self._partials.shape[-1]
 
     def _zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> Dual:
-        """Constant zeros of this Dual's differentiation (what np.zeros_like(x) makes)."""
+        """Constant zeros of this Dual's differentiation (what np.zeros_like(x) makes), with
+        every inner layer of a nested Dual in its value and partials: writing a nested value
+        into a view of them then lifts nothing (a lift copies, and the view's writes would no
+        longer reach the array it views: a Hessian of ``row = out[1:]; row += x[:-1]`` was 0)."""
+        inner = self._value
+        if isinstance(inner, Carrier):
+            partials = inner._zeros(shape + (self.nderiv,), dtype)
+            return Dual._make(self._tag, inner._zeros(shape, dtype), partials)
         return Dual._make(
             self._tag, np.zeros(shape, dtype), np.zeros(shape + (self.nderiv,), dtype)
         )
