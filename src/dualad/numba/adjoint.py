@@ -1174,6 +1174,28 @@ def _where(condition, x, y):  # noqa: ANN001
     )
 
 
+@overload_first(np.outer)
+def _outer(a, b):  # noqa: ANN001
+    """Products of every pair of entries, one node each where both are live."""
+    operands = (a, b)
+    if not any(isinstance(t, AdjArrayType) for t in operands):
+        return None
+    if not all(isinstance(t, (AdjArrayType, types.Array)) for t in operands):
+        return None
+    like = "a" if isinstance(a, AdjArrayType) else "b"
+    return generate(
+        "def impl(a, b):\n"
+        "    fa = a.ravel()\n"
+        "    fb = b.ravel()\n"
+        f"    out = np.empty((fa.size, fb.size), dtype=adj_dtype({like}.tape, {like}))\n"
+        "    for i in range(fa.size):\n"
+        "        for j in range(fb.size):\n"
+        "            out[i, j] = fa[i] * fb[j]\n"
+        "    return out\n",
+        adj_dtype=adj_dtype,
+    )
+
+
 @overload_first(np.clip)
 def _clip(a, a_min, a_max):  # noqa: ANN001
     """By np.maximum and np.minimum, whose rules give the derivative (zero where clipped)."""
