@@ -90,6 +90,9 @@ class DualArrayType(types.IterableType):
     def __init__(self, value_type: types.Array, partials_type: types.Array, K: int) -> None:
         self.value_type, self.partials_type, self.K = value_type, partials_type, K
         self.ndim = value_type.ndim
+        # Numba lowers ``a += b`` on an immutable type as ``a = a + b``: a view's update (``b =
+        # a[:3]; b += x``) would not reach ``a``, nor would a shape that does not fit be refused
+        self.mutable = value_type.mutable
         super().__init__(name=f"DualArray({value_type}, {partials_type}, K={K})")
 
     @property
