@@ -23,10 +23,11 @@ counting, atomic on this path: an implementation written in Python binds each op
 variable (a count on each of a DualArray's two arrays, released at its end), and Numba's pruning
 of such pairs gives up when a path that may raise (a broadcast mismatch) lies between them.  So
 the loop is an intrinsic, lowered in the caller with its operands borrowed, and the drivers hand
-f its input without a reference (:func:`.dualtypes.borrowed`): per pair of the Lennard-Jones
-loop of ``benchmarks/array_expressions.py`` there remain the two results' releases.  (Inlining
-the implementations into the caller's Numba IR, the measured alternative, typed every
-implementation twice: first-call CPU +18% on bratu_mixed, +60% on lj_mixed.)
+f its input without a reference (:func:`.dualtypes.borrowed`).  Per pair of the Lennard-Jones
+loop of ``benchmarks/array_expressions.py`` there remain ``d``'s allocation and its release
+(``np.sum(d * d)`` makes no array, see :class:`FuseSum`).  Inlining the implementations into
+the caller's Numba IR, the measured alternative, typed every implementation twice (first-call
+CPU +18% on bratu_mixed, +60% on lj_mixed); the intrinsic compiles less than they did.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 import numba
 import numpy as np
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, errors
 from numba.core.rewrites import Rewrite, register_rewrite
 from numba.extending import intrinsic
 
@@ -495,6 +496,8 @@ class FuseSum(Rewrite):
             if not isinstance(fn, np.ufunc) or rules.lookup(fn) is None:
                 return None
             operands = list(expr.args)
+            if len(operands) != fn.nin:  # an output array among the arguments
+                return None
         else:
             return None
         names = {v.name for v in operands}
@@ -509,7 +512,10 @@ class FuseSum(Rewrite):
         fused = elementwise(fn, len(operands), summed=True)
         self.typingctx.refresh()  # a new intrinsic registers its typing template
         fused_type = self.typingctx.resolve_value_type(fused)
-        sig = fused_type.get_call_type(self.typingctx, argtypes, {})
+        try:
+            sig = fused_type.get_call_type(self.typingctx, argtypes, {})
+        except errors.TypingError:  # the sum is left as it was typed
+            return None
         if sig is None or sig.return_type != self.typemap[stmt.target.name]:
             return None
         return j, i, fused, fused_type, sig, operands
