@@ -57,7 +57,7 @@ def elementwise(x):
     a = np.sin(x) * C + np.exp(-x) / (1.0 + x * x) - x**2 + 2.0**x + x**1.5 - x**-1
     b = C - d + abs(x - 1.0) - np.tanh(x) ** 3 + np.arctan2(x, C) + np.hypot(x, 2.0)
     b = -b + np.maximum(x, C) + np.log1p(x) + np.sqrt(x) * np.cos(C) + C / x + x**x
-    return a + b * (x > 1.0) + np.floor(x * 3.0)
+    return a + b * (x > 1.0) + np.floor(x * 3.0) + (x[2] < x) * x  # a Dual among values
 
 
 def test_ufuncs_and_operators_with_arrays_and_scalars_on_either_side():
@@ -84,6 +84,24 @@ def test_broadcasting_rows_columns_and_in_place_operators():
 
 
 @numba.njit
+def in_place_through_a_view(x):
+    """An in-place operator on a view writes into the array it views (it once made a new
+    array, leaving ``a`` zero)."""
+    a = np.zeros_like(x)
+    b = a[:3]
+    b += x[:3]
+    b *= x[3:]
+    return a
+
+
+def test_in_place_operators_write_through_views():
+    jac = check(in_place_through_a_view)
+    expected = np.zeros((6, 6))
+    expected[:3] = np.hstack((np.diag(X[3:]), np.diag(X[:3])))  # a[i] = x[i] * x[i + 3]
+    np.testing.assert_array_equal(jac, expected)
+
+
+@numba.njit
 def reductions(x):
     a = x.reshape((2, 3))
     out = np.zeros_like(np.concatenate((x, x, x)))
@@ -104,6 +122,60 @@ def reductions(x):
 
 def test_reductions():
     check(reductions)
+
+
+@numba.njit
+def sums_of_operations(x):
+    """np.sum of an operation used nowhere else is one loop without the operation's array
+    (dualad.numba.arrayops.FuseSum); the same sum of an array kept for later is not."""
+    a = x.reshape((2, 3))
+    kept = x * x
+    out = np.zeros_like(x)
+    out[0] = np.sum(x * x)
+    out[1] = np.sum(kept)  # kept is read again below: summed as an array
+    out[2] = np.sum(x * C) + np.sum(np.sin(x))  # a float array operand, a ufunc
+    out[3] = np.sum(a * ROW) + np.sum(a / (1.0 + a[0]))  # broadcast rows
+    out[4] = np.sum(x[0] - x) + np.sum(2.0**x)  # a Dual and a float on the left
+    out[5] = kept[1]
+    return out
+
+
+def test_sums_of_operations_without_their_arrays():
+    jac = check(sums_of_operations)
+    value = da.value_and_jacobian(sums_of_operations, X, engine="numba")[0]
+    assert value[0] == value[1]  # the same sum as of the array, to the last bit
+    np.testing.assert_array_equal(jac[0], jac[1])
+
+
+@numba.njit
+def _sum_of_squares(x):
+    return np.sum(x * x)
+
+
+@numba.njit
+def _sum_of_squares_kept(x):
+    s = x * x
+    return np.sum(s) + 0.0 * s[0]
+
+
+def _allocations(call):
+    from numba.core.runtime import _nrt_python, rtsys
+
+    _nrt_python.memsys_enable_stats()
+    try:
+        call()
+        before = rtsys.get_allocation_stats().alloc
+        call()
+        return rtsys.get_allocation_stats().alloc - before
+    finally:
+        _nrt_python.memsys_disable_stats()
+
+
+def test_a_sum_of_an_operation_makes_no_array():
+    fused = _allocations(lambda: da.jacobian(_sum_of_squares, X, engine="numba"))
+    kept = _allocations(lambda: da.jacobian(_sum_of_squares_kept, X, engine="numba"))
+    assert kept == fused + 1
+    np.testing.assert_array_equal(da.jacobian(_sum_of_squares, X, engine="numba"), 2.0 * X)
 
 
 @numba.njit
@@ -242,6 +314,47 @@ def test_refusals_say_what_to_write_instead(f, advice):
         da.jacobian(f, X, engine="numba")
     assert len(str(e.value).splitlines()) <= 5
     assert re.search(r"test_numba_arrays\.py, line \d+\)$", str(e.value)), str(e.value)
+
+
+@numba.njit
+def _mismatched_shapes(x):
+    """Shapes that do not broadcast (x[0] > 0), else an in-place result of another shape."""
+    if x[0] > 0.0:
+        return x[:2] * x[:3]
+    y = x[:1] * 1.0
+    y += x[:3]
+    return y
+
+
+@pytest.mark.parametrize(
+    "sign, message",
+    [(1.0, "could not be broadcast together"), (-1.0, "in-place operation does not have")],
+    ids=["broadcast", "in-place"],
+)
+def test_shapes_that_do_not_fit_raise_at_run_time(sign, message):
+    with pytest.raises(ValueError, match=message):
+        da.jacobian(_mismatched_shapes, sign * X, engine="numba")
+
+
+@numba.njit
+def _every_other(x):
+    return x[::2]
+
+
+def test_an_output_viewing_the_input_is_copied_out():
+    """The drivers hand f its input without a reference (dualad.numba.dualtypes.borrowed), so
+    what they return must own its memory even when f returns a view of the input."""
+    x = X.copy()
+    value, jac = da.value_and_jacobian(_every_other, x, engine="numba")
+    value_v, tangent = da.jvp(_every_other, x, np.ones_like(x))
+    for out in (value, jac, value_v, tangent):
+        assert not np.shares_memory(out, x)
+    del x
+    _ = [np.full(6, 9.0) for _ in range(20)]  # reuse of the freed input's memory would show
+    np.testing.assert_array_equal(value, X[::2])
+    np.testing.assert_array_equal(value_v, X[::2])
+    np.testing.assert_array_equal(jac, np.eye(6)[::2])
+    np.testing.assert_array_equal(tangent, np.ones(3))
 
 
 def test_a_tuple_output_gives_a_tuple_of_jacobians():

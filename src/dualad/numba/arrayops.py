@@ -3,7 +3,7 @@
 Nothing here knows a derivative: an array operation is a loop over the broadcast output that
 applies the scalar overload of the same function (generated from :mod:`dualad.rules` by
 :mod:`.scalars`) to one element of each operand.  For ``x * c`` with x a 2-D DualArray and c a
-float 1-D array, at K = 2 the generated loop reads::
+float 1-D array, at K = 2 the loop that :func:`elementwise` lowers reads, as Python::
 
     for i0 in range(n0):
         for i1 in range(n1):
@@ -18,16 +18,16 @@ whenever a Dual takes part, so a float array times a DualArray is a DualArray.  
 value-only functions (``np.floor``, ``np.sign``) act on the values and return plain arrays.
 
 Cost inside a loop (``d = x[i] - x[j]`` per pair): the result is one allocation (values and
-partials in one block, :func:`.dualtypes.new_dual_array`) and the operation is inlined by LLVM.
-What remains is mostly Numba's reference counting: each array argument bound by the
-implementation and each row view is incref'd and decref'd atomically (two arrays per
-DualArray), and LLVM's pruning of those pairs gives up because a raising path (a broadcast
-mismatch, an allocation failure) lies between them.  Measured on the Lennard-Jones pair loop of
-``benchmarks/array_expressions.py`` (loops ~60 us): 320 us; 150 us with the operations inlined
-into the caller's Numba IR in loops (``overload(..., inline=<cost model>)``, which binds no
-argument again), not done because Numba then types every implementation twice (first-call CPU
-+18% on bratu_mixed, +60% on lj_mixed) and its inliner left a phi of ``0 if .. else 1`` out of
-scope (a NumbaIRAssumptionWarning).
+partials in one block, :func:`.dualtypes.new_dual_array`).  The rest was Numba's reference
+counting, atomic on this path: an implementation written in Python binds each operand to a
+variable (a count on each of a DualArray's two arrays, released at its end), and Numba's pruning
+of such pairs gives up when a path that may raise (a broadcast mismatch) lies between them.  So
+the loop is an intrinsic, lowered in the caller with its operands borrowed, and the drivers hand
+f its input without a reference (:func:`.dualtypes.borrowed`).  Per pair of the Lennard-Jones
+loop of ``benchmarks/array_expressions.py`` there remain ``d``'s allocation and its release
+(``np.sum(d * d)`` makes no array, see :class:`FuseSum`).  Inlining the implementations into
+the caller's Numba IR, the measured alternative, typed every implementation twice (first-call
+CPU +18% on bratu_mixed, +60% on lj_mixed); the intrinsic compiles less than they did.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ from typing import Any
 import numba
 import numpy as np
 from numba import types
+from numba.core import cgutils, errors
+from numba.core.rewrites import Rewrite, register_rewrite
+from numba.extending import intrinsic
 
 from .. import rules
 from .dualtypes import (
@@ -48,7 +51,6 @@ from .dualtypes import (
     generate,
     overload_first,
     overload_scalar,
-    tuple_source,
 )
 from .scalars import _COMPARISONS, _OPERATORS, _names, refuse
 
@@ -69,16 +71,6 @@ _VALUE_ONLY_ON_VALUES = (
     "np.{name} of a DualArray is not supported in compiled code; take it of the values, "
     "np.{name}(da.primal(x)) (its derivative is zero), or use an operator such as x > 0."
 )
-
-
-@numba.njit
-def _extent(a, b):  # noqa: ANN001, ANN202
-    """The broadcast extent of two extents, or NumPy's error."""
-    if a == b or b == 1:
-        return a
-    if a == 1:
-        return b
-    raise ValueError("operands could not be broadcast together (dualad: a DualArray operation)")
 
 
 def _kind(t: Any) -> str | None:
@@ -136,110 +128,244 @@ def elementwise_impl(
     key = (fn, argtypes, inplace, values_only, params)
     if key in _impls:
         return _impls[key]
-    K = _K(argtypes)
-    kinds = [_kind(t) for t in argtypes]
-    D = max(t.ndim for t in argtypes if isinstance(t, (types.Array, DualArrayType)))
-    body: list[str] = [f"{_names(len(argtypes))}, = {params}"] if params else []
-    arrays = []
-    for j, k in enumerate(kinds):
-        if k == "DA":
-            body.append(f"v{j} = x{j}.value")
-            body.append(f"p{j} = x{j}.partials")
-        elif k == "A":
-            body.append(f"v{j} = x{j}")
-        elif k == "D" and values_only:
-            body.append(f"v{j} = x{j}.value")
-        else:
-            body.append(f"v{j} = x{j}")
-        if k in ("DA", "A"):
-            arrays.append((j, argtypes[j].ndim))
-    for axis in range(D):
-        parts = [f"v{j}.shape[{axis - (D - nd)}]" for j, nd in arrays if axis - (D - nd) >= 0]
-        expr = parts[0]
-        for p in parts[1:]:
-            expr = f"_extent({expr}, {p})"
-        body.append(f"n{axis} = {expr}")
-        for j, nd in arrays:
-            a = axis - (D - nd)
-            if a >= 0:
-                body.append(f"s{j}_{axis} = 0 if v{j}.shape[{a}] == 1 else 1")
-    shape = tuple_source([f"n{a}" for a in range(D)])
-    if inplace:
-        body.append(f"if {shape} != x0.shape:")
-        body.append(
-            "    raise ValueError('the result of an in-place operation does not have the shape "
-            "of its target (dualad: a DualArray operation)')"
-        )
-        body.append("out_v = x0.value")
-        body.append("out_p = x0.partials")
-    elif values_only:
-        body.append(f"out_v = np.empty({shape}, dtype=dtype)")
-    else:
-        body.append(f"out = new_dual_array({shape}, {K}, False)")  # one allocation
-        body.append("out_v = out.value")
-        body.append("out_p = out.partials")
-    indent = "    " * (D + 1)
-    loops = [f"{'    ' * (a + 1)}for i{a} in range(n{a}):" for a in range(D)]
-    inner: list[str] = []
-    for j, k in enumerate(kinds):
-        if k in ("DA", "A"):
-            nd = argtypes[j].ndim
-            lead = ", ".join(f"i{D - nd + a} * s{j}_{D - nd + a}" for a in range(nd))
-            at = lead if nd else "()"
-            if k == "DA" and not values_only:
-                reads = tuple_source([f"p{j}[{lead + ', ' if nd else ''}{q}]" for q in range(K)])
-                inner.append(f"e{j} = make_dual(v{j}[{at}], {reads})")
-            else:
-                inner.append(f"e{j} = v{j}[{at}]")
-        else:
-            inner.append(f"e{j} = v{j}")
-    out_at = ", ".join(f"i{a}" for a in range(D)) if D else "()"
-    inner.append(f"y = fn({', '.join(f'e{j}' for j in range(len(kinds)))})")
-    if values_only:
-        inner.append(f"out_v[{out_at}] = y")
-    else:
-        inner.append("y = as_dual(y)")
-        inner.append(f"out_v[{out_at}] = y.value")
-        inner.append("q = y.partials")
-        sep = ", " if D else ""
-        lead_out = ", ".join(f"i{a}" for a in range(D))
-        inner.extend(f"out_p[{lead_out}{sep}{q}] = q[{q}]" for q in range(K))
-    lines = ["    " + line for line in body]
-    lines += loops
-    lines += [indent + line for line in inner]
-    if inplace:
-        lines.append("    return x0")
-    elif values_only and values_only != "dual":
-        lines.append("    return out_v")
-    elif values_only:  # zero partials: see _array_typer
-        zeros = f"new_array(out_v.shape + ({K},), True)"
-        lines.append(f"    return make_dual_array(out_v, {zeros}, {K})")
-    else:
-        lines.append("    return out")
-    source = f"def impl({params or _names(len(argtypes))}):\n" + "\n".join(lines) + "\n"
-    env = {"fn": fn, "_extent": _extent, "as_dual": as_dual}
-    if values_only:
-        env["dtype"] = _values_dtype(fn, argtypes)
-    _impls[key] = generate(source, label="array operation", **env)
+    names = _names(len(argtypes))
+    body = f"    {names}, = {params}\n" if params else ""
+    source = f"def impl({params or names}):\n{body}    return op({names})\n"
+    op = elementwise(fn, len(argtypes), inplace, values_only)
+    _impls[key] = generate(source, label="array operation", op=op)
     return _impls[key]
+
+
+_intrinsics: dict[Any, Any] = {}
+
+
+def _element_type(t: Any, values: bool) -> Any:
+    """The type of one element of an operand as the scalar rule sees it (the value of a Dual
+    when ``values``)."""
+    if isinstance(t, DualArrayType):
+        return types.float64 if values else DualType(t.K)
+    if isinstance(t, types.Array):
+        return t.dtype
+    if isinstance(t, DualType) and values:
+        return t.base
+    return t
+
+
+def elementwise(
+    fn: Any, nin: int, inplace: bool = False, values_only: bool | str = False, summed: bool = False
+) -> Any:
+    """The intrinsic applying ``fn`` elementwise to ``nin`` operands (see the module docstring),
+    lowered as one loop nest in its caller; with ``summed``, the sum of those results (a Dual),
+    ``np.sum(a * b)`` without the array ``a * b`` (see :class:`FuseSum`).
+
+    An intrinsic binds no operand to a variable of its own: a generated implementation
+    did, and each binding was an atomic reference count on each array of each DualArray,
+    which Numba's pruning keeps when an operation that may raise lies between the count and
+    its release (measured: about half the time of ``d = x[i] - x[j]`` in a pair loop).
+    """
+    key = (fn, nin, inplace, values_only, summed)
+    if key in _intrinsics:
+        return _intrinsics[key]
+
+    def typer(typingctx, argtypes):  # noqa: ANN001, ANN202
+        if not applies(argtypes):
+            return None
+        elements = tuple(_element_type(t, bool(values_only)) for t in argtypes)
+        rule = typingctx.resolve_function_type(typingctx.resolve_value_type(fn), elements, {})
+        if rule is None:
+            return None
+        D = max(t.ndim for t in argtypes if isinstance(t, (types.Array, DualArrayType)))
+        K = _K(argtypes)
+        if summed:
+            result = DualType(K)
+        elif inplace:
+            result = argtypes[0]
+        elif values_only is True:
+            result = types.Array(numba.from_dtype(_values_dtype(fn, argtypes)), D, "C")
+        else:
+            result = DualArrayType(
+                types.Array(types.float64, D, "C"), types.Array(types.float64, D + 1, "C"), K
+            )
+        return result(*argtypes), _codegen(fn, rule, inplace, values_only, summed)
+
+    names = _names(nin)
+    source = f"def op(typingctx, {names}):\n    return typer(typingctx, ({names},))\n"
+    env: dict[str, Any] = {"typer": typer}
+    exec(compile(source, "<dualad array operation>", "exec"), env)  # noqa: S102
+    _intrinsics[key] = intrinsic(env["op"])
+    return _intrinsics[key]
+
+
+_BROADCAST_ERROR = "operands could not be broadcast together (dualad: a DualArray operation)"
+_INPLACE_ERROR = (
+    "the result of an in-place operation does not have the shape of its target "
+    "(dualad: a DualArray operation)"
+)
+
+
+def _codegen(
+    fn: Any, rule: Any, inplace: bool, values_only: bool | str, summed: bool
+) -> Callable[..., Any]:
+    """Lowering of :func:`elementwise` for one signature of the scalar ``rule``."""
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        from numba.np.arrayobj import _empty_nd_impl, load_item, make_array, store_item
+
+        from .dualtypes import allocate_dual_array
+
+        intp = types.intp
+        zero = context.get_constant(intp, 0)
+        one = context.get_constant(intp, 1)
+        argtypes = sig.args
+        D = max(t.ndim for t in argtypes if isinstance(t, (types.Array, DualArrayType)))
+        operands = []  # (kind, type, value array, partials array or None, scalar)
+        for t, v in zip(argtypes, args):
+            if isinstance(t, DualArrayType):
+                pair = cgutils.create_struct_proxy(t)(context, builder, value=v)
+                values = make_array(t.value_type)(context, builder, pair.value)
+                partials = make_array(t.partials_type)(context, builder, pair.partials)
+                operands.append(("DA", t, values, partials, None))
+            elif isinstance(t, types.Array):
+                operands.append(("A", t, make_array(t)(context, builder, v), None, None))
+            else:
+                operands.append(("S", t, None, None, v))
+        shapes = {}
+        for j, (kind, t, values, _, _) in enumerate(operands):
+            if kind != "S":
+                nd = t.value_type.ndim if kind == "DA" else t.ndim
+                shapes[j] = cgutils.unpack_tuple(builder, values.shape, nd)
+        extents = []
+        bad = cgutils.false_bit
+        for axis in range(D):
+            n = None
+            for shape in shapes.values():
+                a = axis - (D - len(shape))
+                if a < 0:
+                    continue
+                e = shape[a]
+                if n is None:
+                    n = e
+                    continue
+                fits = builder.or_(builder.icmp_signed("==", n, e),
+                                   builder.icmp_signed("==", e, one))  # fmt: skip
+                bad = builder.or_(bad, builder.and_(builder.not_(fits),
+                                                    builder.icmp_signed("!=", n, one)))  # fmt: skip
+                n = builder.select(builder.icmp_signed("==", n, one), e, n)
+            extents.append(n)
+        with builder.if_then(bad, likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, (_BROADCAST_ERROR,))
+        result = sig.return_type
+        if summed:  # in the order of np.sum of the array: C order, from 0.0
+            total = [cgutils.alloca_once_value(builder, context.get_constant(types.float64, 0.0))
+                     for _ in range(result.K + 1)]  # fmt: skip
+            out = None
+        elif inplace:
+            target = operands[0]
+            differs = cgutils.false_bit
+            for n, e in zip(extents, shapes[0]):
+                differs = builder.or_(differs, builder.icmp_signed("!=", n, e))
+            if len(shapes[0]) != D:
+                differs = cgutils.true_bit
+            with builder.if_then(differs, likely=False):
+                context.call_conv.return_user_exc(builder, ValueError, (_INPLACE_ERROR,))
+            out_values, out_partials = target[2], target[3]
+            out_vtype, out_ptype = result.value_type, result.partials_type
+            out = args[0]
+            context.nrt.incref(builder, result, out)  # returned: a new reference
+        elif values_only is True:
+            out_values = _empty_nd_impl(context, builder, result, extents)
+            out_partials = None
+            out_vtype, out_ptype = result, None
+            out = out_values._getvalue()
+        else:
+            out = allocate_dual_array(context, builder, result, extents, values_only == "dual")
+            pair = cgutils.create_struct_proxy(result)(context, builder, value=out)
+            out_values = make_array(result.value_type)(context, builder, pair.value)
+            out_partials = make_array(result.partials_type)(context, builder, pair.partials)
+            out_vtype, out_ptype = result.value_type, result.partials_type
+        implementation = context.get_function(context.typing_context.resolve_value_type(fn), rule)
+        K = context.get_constant(intp, getattr(result, "K", 0))
+
+        def pointer(array_type, array, shape, index):  # noqa: ANN001, ANN202
+            return _pointer(context, builder, array_type, array, shape, index)
+
+        with cgutils.loop_nest(builder, extents, context.get_value_type(intp)) as index:
+            elements = []
+            for j, (kind, t, values, partials, scalar) in enumerate(operands):
+                if kind == "S":
+                    if values_only and isinstance(t, DualType):
+                        scalar = cgutils.create_struct_proxy(t)(context, builder, scalar).value
+                    elements.append(scalar)
+                    continue
+                shape = shapes[j]
+                lead = [  # index 0 on an axis of extent 1: NumPy's broadcasting
+                    builder.select(builder.icmp_signed("==", e, one), zero, i)
+                    for e, i in zip(shape, index[D - len(shape) :])
+                ]
+                vtype = t.value_type if kind == "DA" else t
+                value = load_item(context, builder, vtype, pointer(vtype, values, shape, lead))
+                if kind == "A" or values_only:
+                    elements.append(value)
+                    continue
+                ptype, pshape = t.partials_type, [*shape, context.get_constant(intp, t.K)]
+                items = [
+                    load_item(context, builder, ptype, pointer(ptype, partials, pshape, [*lead, k]))
+                    for k in (context.get_constant(intp, k) for k in range(t.K))
+                ]
+                dual = cgutils.create_struct_proxy(DualType(t.K))(context, builder)
+                dual.value = value
+                dual.partials = context.make_tuple(builder, DualType(t.K).partials_type, items)
+                elements.append(dual._getvalue())
+            y = implementation(builder, elements)
+            at = list(index)
+            if summed:
+                dual_type = DualType(result.K)
+                y = context.cast(builder, y, rule.return_type, dual_type)
+                dual = cgutils.create_struct_proxy(dual_type)(context, builder, value=y)
+                parts = [
+                    dual.value,
+                    *(builder.extract_value(dual.partials, k) for k in range(result.K)),
+                ]
+                for cell, part in zip(total, parts):
+                    builder.store(builder.fadd(builder.load(cell), part), cell)
+            elif values_only:
+                y = context.cast(builder, y, rule.return_type, out_vtype.dtype)
+                where = pointer(out_vtype, out_values, extents, at)
+                store_item(context, builder, out_vtype, y, where)
+            else:
+                dual_type = DualType(result.K)
+                y = context.cast(builder, y, rule.return_type, dual_type)  # a real: zero partials
+                dual = cgutils.create_struct_proxy(dual_type)(context, builder, value=y)
+                where = pointer(out_vtype, out_values, extents, at)
+                store_item(context, builder, out_vtype, dual.value, where)
+                for k in range(result.K):
+                    item = builder.extract_value(dual.partials, k)
+                    index_k = [*at, context.get_constant(intp, k)]
+                    where = pointer(out_ptype, out_partials, [*extents, K], index_k)
+                    store_item(context, builder, out_ptype, item, where)
+        if summed:
+            dual = cgutils.create_struct_proxy(result)(context, builder)
+            dual.value = builder.load(total[0])
+            items = [builder.load(cell) for cell in total[1:]]
+            dual.partials = context.make_tuple(builder, result.partials_type, items)
+            return dual._getvalue()
+        return out
+
+    return codegen
+
+
+def _pointer(context, builder, array_type, array, shape, index):  # noqa: ANN001, ANN202
+    """The pointer to ``array[index]`` (in bounds: broadcast indices)."""
+    strides = cgutils.unpack_tuple(builder, array.strides, array_type.ndim)
+    return cgutils.get_item_pointer2(
+        context, builder, array.data, shape, strides, array_type.layout, index,
+        wraparound=False,
+    )  # fmt: skip
 
 
 def _values_dtype(fn: Any, argtypes: tuple[Any, ...]) -> Any:
     """The NumPy dtype of ``fn`` on float values (bool for a comparison, float for floor)."""
     return np.asarray(fn(*[np.float64(1.0)] * len(argtypes))).dtype
-
-
-def as_dual(y):  # noqa: ANN001, ANN201 - compiled-code helper, typed by the overload below
-    """A Dual (a real result widened with zero partials)."""
-
-
-def _as_dual(y):  # noqa: ANN001
-    if isinstance(y, DualType):
-        return lambda y: y
-    return None
-
-
-overload_first(as_dual)(_as_dual)
 
 
 def _rounded(a, decimals=0):  # noqa: ANN001, ANN202
@@ -331,3 +457,125 @@ def register_table() -> None:
         if op is operator.ifloordiv:
             continue
         _overload(op, _array_typer(op, 2, values_only=True))
+
+
+# --- np.sum of an elementwise operation, without its array ---------------------------------------
+
+#: Operators whose array result a sum may take without making it (binary ones, as ``a * b``).
+_FUSABLE_BINOPS = (operator.add, operator.sub, operator.mul, operator.truediv, operator.pow)
+
+
+@register_rewrite("after-inference")
+class FuseSum(Rewrite):
+    """``np.sum(a * b)`` as one loop that sums ``a[i] * b[i]`` (:func:`elementwise` with
+    ``summed``) when ``a * b`` is a DualArray used by nothing else: in a pair loop, the product
+    was an allocation and two atomic releases per pair (``np.sum(d * d)``).
+
+    It rewrites typed Numba IR of every function compiled in the process, so it matches only a
+    temporary DualArray (a ``$`` name, used once) made by an operator of ``_FUSABLE_BINOPS`` or
+    a ufunc with a rule, right before the sum, its operands unchanged in between; the sum is
+    then in the same order as np.sum of the array (same rounding).
+    """
+
+    def __init__(self, state: Any) -> None:
+        self.typingctx = state.typingctx
+
+    def match(self, func_ir: Any, block: Any, typemap: Any, calltypes: Any) -> bool:
+        self.block, self.typemap, self.calltypes = block, typemap, calltypes
+        body = block.body
+        for i, stmt in enumerate(body):
+            found = self._candidate(func_ir, body, i, stmt)
+            if found is not None:
+                self.found = found
+                return True
+        return False
+
+    def _candidate(self, func_ir: Any, body: list[Any], i: int, stmt: Any) -> Any:
+        from numba.core import ir
+
+        if not (isinstance(stmt, ir.Assign) and isinstance(stmt.value, ir.Expr)):
+            return None
+        call = stmt.value
+        if call.op != "call" or len(call.args) != 1 or call.kws or call.vararg:
+            return None
+        fnty = self.typemap.get(call.func.name)
+        if getattr(fnty, "typing_key", None) is not np.sum:
+            return None
+        temp = call.args[0]
+        if not temp.name.startswith("$") or not isinstance(self.typemap[temp.name], DualArrayType):
+            return None
+        if not isinstance(self.typemap[stmt.target.name], DualType):
+            return None
+        for j in range(i - 1, -1, -1):  # the statement making the temporary
+            made = body[j]
+            if isinstance(made, ir.Assign) and made.target.name == temp.name:
+                break
+        else:
+            return None
+        expr = made.value
+        if not isinstance(expr, ir.Expr):
+            return None
+        if expr.op == "binop" and expr.fn in _FUSABLE_BINOPS:
+            fn, operands = expr.fn, [expr.lhs, expr.rhs]
+        elif expr.op == "call" and not expr.kws and not expr.vararg:
+            fn = getattr(self.typemap.get(expr.func.name), "typing_key", None)
+            if not isinstance(fn, np.ufunc) or rules.lookup(fn) is None:
+                return None
+            operands = list(expr.args)
+            if len(operands) != fn.nin:  # an output array among the arguments
+                return None
+        else:
+            return None
+        names = {v.name for v in operands}
+        for between in body[j + 1 : i]:  # the operands keep their values up to the sum
+            if isinstance(between, ir.Assign) and between.target.name in names:
+                return None
+        if _uses(func_ir, temp.name) != 1:
+            return None
+        argtypes = tuple(self.typemap[v.name] for v in operands)
+        if not applies(argtypes):
+            return None
+        fused = elementwise(fn, len(operands), summed=True)
+        self.typingctx.refresh()  # a new intrinsic registers its typing template
+        fused_type = self.typingctx.resolve_value_type(fused)
+        try:
+            sig = fused_type.get_call_type(self.typingctx, argtypes, {})
+        except errors.TypingError:  # the sum is left as it was typed
+            return None
+        if sig is None or sig.return_type != self.typemap[stmt.target.name]:
+            return None
+        return j, i, fused, fused_type, sig, operands
+
+    def apply(self) -> Any:
+        from numba.core import ir
+
+        j, i, fused, fused_type, sig, operands = self.found
+        block = self.block
+        stmt = block.body[i]
+        loc, scope = stmt.loc, block.scope
+        name = scope.redefine("$fused_sum", loc)
+        self.typemap[name.name] = fused_type
+        call = ir.Expr.call(name, operands, (), loc)
+        self.calltypes[call] = sig
+        body = list(block.body)
+        body[i] = ir.Assign(call, stmt.target, stmt.loc)
+        body.insert(i, ir.Assign(ir.Global("fused_sum", fused, loc), name, loc))
+        del body[j]  # the temporary is made no more
+        del self.typemap[self.block.body[j].target.name]
+        new = ir.Block(scope, block.loc)
+        new.body = body
+        return new
+
+
+def _uses(func_ir: Any, name: str) -> int:
+    """How many times the variable ``name`` is read in the function."""
+    return (
+        sum(
+            1
+            for block in func_ir.blocks.values()
+            for stmt in block.body
+            for var in stmt.list_vars()
+            if var.name == name
+        )
+        - 1
+    )  # fmt: skip  (its definition)

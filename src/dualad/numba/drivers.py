@@ -15,11 +15,11 @@ from numba import prange, types
 from .dualtypes import (
     DualArrayType,
     DualType,
+    borrowed,
     generate,
     make_dual_array,
     new_array,
     overload_first,
-    readonly,
     tuple_source,
 )
 
@@ -261,7 +261,7 @@ def make_value_and_jacobian(f, k_marker):  # noqa: ANN001, ANN201
         K = len(k_marker)
         flat = new_array((n, K), True)
         seed = seed_of(flat, x.shape)
-        point, directions = readonly(x), readonly(seed)
+        point, directions = borrowed(x), borrowed(seed)
         start = n - n  # not the literal 0, which would compile second copies of the helpers
         while True:  # one call of f in the source: LLVM inlines and optimises f once
             width = K if K < n - start else n - start
@@ -345,7 +345,7 @@ def make_jvp(f, k_marker):  # noqa: ANN001, ANN201
 
     @numba.njit
     def jvp(x, directions, *args):  # noqa: ANN001, ANN202
-        y = f(as_input(readonly(x), readonly(directions), k_marker), *args)
+        y = f(as_input(borrowed(x), borrowed(directions), k_marker), *args)
         return out_value(y), out_tangent(y, k_marker)
 
     return jvp

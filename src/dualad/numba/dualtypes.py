@@ -90,8 +90,8 @@ class DualArrayType(types.IterableType):
     def __init__(self, value_type: types.Array, partials_type: types.Array, K: int) -> None:
         self.value_type, self.partials_type, self.K = value_type, partials_type, K
         self.ndim = value_type.ndim
-        # Numba lowers ``a += b`` on a type that is not mutable as ``a = a + b``: a view's
-        # writes would be lost (row = out[1:]; row += y left out unchanged)
+        # Numba lowers ``a += b`` on an immutable type as ``a = a + b``: a view's update (``b =
+        # a[:3]; b += x``) would not reach ``a``, nor would a shape that does not fit be refused
         self.mutable = value_type.mutable
         super().__init__(name=f"DualArray({value_type}, {partials_type}, K={K})")
 
@@ -303,51 +303,63 @@ def new_dual_array(typingctx, shape, k_marker, zeroed):  # noqa: ANN001
     result = DualArrayType(value_type, types.Array(types.float64, ndim + 1, "C"), K)
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
-        from numba.np.arrayobj import _parse_shape, make_array, populate_array
+        from numba.np.arrayobj import _parse_shape
 
-        intp = context.get_value_type(types.intp)
         extents = list(_parse_shape(context, builder, sig.args[0], args[0]))
-        itemsize = context.get_constant(types.intp, 8)
-        count = context.get_constant(types.intp, 1)
-        overflow = cgutils.false_bit
-        for extent in [*extents, context.get_constant(types.intp, K + 1), itemsize]:
-            product = builder.smul_with_overflow(count, extent)
-            count = builder.extract_value(product, 0)
-            overflow = builder.or_(overflow, builder.extract_value(product, 1))
-        with builder.if_then(overflow, likely=False):
-            context.call_conv.return_user_exc(
-                builder, ValueError, ("array is too big (dualad: a DualArray allocation)",)
-            )
-        meminfo = context.nrt.meminfo_alloc_aligned(builder, count, 32)
-        data = builder.bitcast(context.nrt.meminfo_data(builder, meminfo),
-                               context.get_data_type(types.float64).as_pointer())  # fmt: skip
-        if fill:
-            cgutils.memset(builder, data, count, 0)
-        nitems = context.get_constant(types.intp, 1)
-        for extent in extents:
-            nitems = builder.mul(nitems, extent)
-        context.nrt.incref(builder, types.MemInfoPointer(types.voidptr), meminfo)  # two owners
-        arrays = []
-        for array_type, start, dims in (
-            (result.value_type, data, extents),
-            (result.partials_type, builder.gep(data, [nitems]),
-             [*extents, context.get_constant(types.intp, K)]),
-        ):  # fmt: skip
-            strides = [itemsize] if dims else []  # a 0-d value array has no strides
-            for extent in reversed(dims[1:]):
-                strides.append(builder.mul(strides[-1], extent))
-            ary = make_array(array_type)(context, builder)
-            populate_array(
-                ary, data=start, shape=cgutils.pack_array(builder, dims, ty=intp),
-                strides=cgutils.pack_array(builder, list(reversed(strides)), ty=intp),
-                itemsize=itemsize, meminfo=meminfo,
-            )  # fmt: skip
-            arrays.append(ary._getvalue())
-        out = cgutils.create_struct_proxy(result)(context, builder)
-        out.value, out.partials = arrays
-        return out._getvalue()
+        return allocate_dual_array(context, builder, result, extents, fill)
 
     return result(shape, k_marker, zeroed), codegen
+
+
+def allocate_dual_array(context, builder, result, extents, fill):  # noqa: ANN001, ANN201
+    """Code making a new DualArray of type ``result`` (C-contiguous float64 arrays) of the
+    shape ``extents`` (LLVM integers) in one block, filled with zeros when ``fill``; its
+    reference count is the two arrays' (see :func:`new_dual_array`)."""
+    from numba.np.arrayobj import make_array, populate_array
+
+    K = result.K
+    intp = context.get_value_type(types.intp)
+    itemsize = context.get_constant(types.intp, 8)
+    count = context.get_constant(types.intp, 1)
+    overflow = cgutils.false_bit
+    for extent in [*extents, context.get_constant(types.intp, K + 1), itemsize]:
+        product = builder.smul_with_overflow(count, extent)
+        count = builder.extract_value(product, 0)
+        overflow = builder.or_(overflow, builder.extract_value(product, 1))
+    with builder.if_then(overflow, likely=False):
+        context.call_conv.return_user_exc(
+            builder, ValueError, ("array is too big (dualad: a DualArray allocation)",)
+        )
+    meminfo = context.nrt.meminfo_alloc_aligned(builder, count, 32)
+    data = builder.bitcast(context.nrt.meminfo_data(builder, meminfo),
+                           context.get_data_type(types.float64).as_pointer())  # fmt: skip
+    if fill:
+        cgutils.memset(builder, data, count, 0)
+    nitems = context.get_constant(types.intp, 1)
+    for extent in extents:
+        nitems = builder.mul(nitems, extent)
+    # two owners; a plain store, not an atomic increment: no other thread sees it yet
+    refct = builder.bitcast(meminfo, intp.as_pointer())
+    builder.store(context.get_constant(types.intp, 2), refct)
+    arrays = []
+    for array_type, start, dims in (
+        (result.value_type, data, extents),
+        (result.partials_type, builder.gep(data, [nitems]),
+         [*extents, context.get_constant(types.intp, K)]),
+    ):  # fmt: skip
+        strides = [itemsize] if dims else []  # a 0-d value array has no strides
+        for extent in reversed(dims[1:]):
+            strides.append(builder.mul(strides[-1], extent))
+        ary = make_array(array_type)(context, builder)
+        populate_array(
+            ary, data=start, shape=cgutils.pack_array(builder, dims, ty=intp),
+            strides=cgutils.pack_array(builder, list(reversed(strides)), ty=intp),
+            itemsize=itemsize, meminfo=meminfo,
+        )  # fmt: skip
+        arrays.append(ary._getvalue())
+    out = cgutils.create_struct_proxy(result)(context, builder)
+    out.value, out.partials = arrays
+    return out._getvalue()
 
 
 @intrinsic
@@ -360,6 +372,33 @@ def readonly(typingctx, array):  # noqa: ANN001
     def codegen(context, builder, sig, args):  # noqa: ANN001
         context.nrt.incref(builder, sig.args[0], args[0])
         return args[0]
+
+    return result(array), codegen
+
+
+@intrinsic
+def borrowed(typingctx, array):  # noqa: ANN001
+    """The same array, typed read-only and holding no reference (a null meminfo).
+
+    For a driver's input only, which the driver holds for the whole call of f: a view of it
+    (``x[i]`` in a pair loop) then costs no atomic reference counts, which Numba cannot prune
+    across an operation that may raise.  f's output never outlives the driver as a view of
+    it: a read-only output is copied (see ``out_value``, ``out_tangent``, ``first_pass``).
+    """
+    if not isinstance(array, types.Array):
+        return None
+    result = array.copy(readonly=True)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001
+        from numba.np.arrayobj import make_array
+
+        ary = make_array(sig.args[0])(context, builder, value=args[0])
+        view = make_array(result)(context, builder)
+        view.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        view.parent = cgutils.get_null_value(ary.parent.type)
+        for name in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(view, name, getattr(ary, name))
+        return view._getvalue()
 
     return result(array), codegen
 

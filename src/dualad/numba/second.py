@@ -29,7 +29,7 @@ from numba.extending import (
 )
 
 from .drivers import set_seed
-from .dualtypes import DualType, _k_of, generate, overload_first, readonly, tuple_source
+from .dualtypes import DualType, _k_of, borrowed, generate, overload_first, tuple_source
 from .scalars import refuse
 
 
@@ -183,7 +183,7 @@ def make_hessian(f, k_marker):  # noqa: ANN001, ANN201
         inner = np.zeros(x.shape + (K,))
         flat_outer = outer.reshape((n, K))
         flat_inner = inner.reshape((n, K))
-        point, seen_outer, seen_inner = readonly(x), readonly(outer), readonly(inner)
+        point, seen_outer, seen_inner = borrowed(x), borrowed(outer), borrowed(inner)
         h = np.zeros((n, n))
         for i0 in range(0, n, K):
             wi = min(K, n - i0)
@@ -212,7 +212,7 @@ def make_hvp(f, k_marker, v_marker):  # noqa: ANN001, ANN201
         k = len(v_marker)
         inner = np.zeros(x.shape + (K,))
         flat_inner = inner.reshape((n, K))
-        point, seen_outer, seen_inner = readonly(x), readonly(v), readonly(inner)
+        point, seen_outer, seen_inner = borrowed(x), borrowed(v), borrowed(inner)
         out = np.zeros((k, n))
         for j0 in range(0, n, K):
             wj = min(K, n - j0)
