@@ -1128,5 +1128,20 @@ def test_interp_slope_is_the_segment_and_flat_outside():
     )
 
 
+def test_interp_differentiates_the_values_fp_like_the_compiled_engine():
+    x = np.array([-1.0, 0.5, 1.5, 3.0, 9.0])
+    # in fp: the weights of the two ends of each point's segment; beyond the table, the end
+    expected = np.array(
+        [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 0.5, 0.5, 0], [0, 0, 0.5, 0.5], [0, 0, 0, 1]]
+    )
+    np.testing.assert_allclose(da.jacobian(lambda fp: np.interp(x, _XP, fp), _FP), expected)
+    both = lambda z: np.interp(z[:2], _XP, z[2:] ** 2)  # noqa: E731
+    check_fd(both, np.array([0.4, 2.7, 0.3, 1.1, -0.8, 2.0]))
+    value, _ = da.value_and_jacobian(both, np.array([0.4, 2.7, 0.3, 1.1, -0.8, 2.0]))
+    assert np.array_equal(value, np.interp([0.4, 2.7], _XP, np.array([0.3, 1.1, -0.8, 2.0]) ** 2))
+    with pytest.raises(da.DualError, match="constant xp, left and right"):
+        da.jacobian(lambda p: np.interp(0.5, p, _FP), _XP)
+
+
 def test_round_is_value_only():
     assert da.derivative(lambda t: round(t) * t, 2.4) == 2.0

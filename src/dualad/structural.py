@@ -711,16 +711,24 @@ def _cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1, ax
 
 @_composite(np.interp)
 def _interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None, period: Any = None):
-    """Piecewise-linear interpolation in x (the table xp, fp is constant): the segment's slope."""
-    if isinstance(xp, Carrier) or isinstance(fp, Carrier) or period is not None:
-        raise DualError("np.interp on Duals differentiates in x only (constant xp, fp, no period)")
-    xp, fp = np.asarray(xp, dtype=float), np.asarray(fp, dtype=float)
-    value = np.interp(primal(x), xp, fp, left, right)
-    i = np.clip(np.searchsorted(xp, primal(x), side="right") - 1, 0, len(xp) - 2)
-    slope = (fp[i + 1] - fp[i]) / (xp[i + 1] - xp[i])
-    outside = (primal(x) < xp[0]) | (primal(x) > xp[-1])
-    slope = np.where(outside, 0.0, slope)  # constant beyond the table, as np.interp extends it
-    return value + slope * (x - primal(x))
+    """Piecewise-linear interpolation, differentiated in x and in the values fp (the sample
+    points xp are constant): the segment's line through its two ends, constant beyond the table
+    as np.interp extends it.  The value is np.interp's own."""
+    if any(isinstance(a, Carrier) for a in (xp, left, right)) or period is not None:
+        raise DualError(
+            "np.interp on Duals differentiates in x and fp only (constant xp, left and right; "
+            "no period)"
+        )
+    xp = np.asarray(xp, dtype=float)
+    if not isinstance(fp, Carrier):
+        fp = np.asarray(fp, dtype=float)
+    xv = primal(x)
+    value = np.interp(xv, xp, primal(fp), left, right)
+    i = np.clip(np.searchsorted(xp, xv, side="right") - 1, 0, len(xp) - 2)
+    line = fp[i] + (x - xp[i]) / (xp[i + 1] - xp[i]) * (fp[i + 1] - fp[i])
+    ends = np.where(xv < xp[0], fp[0] * float(left is None), fp[-1] * float(right is None))
+    tangent = np.where((xv < xp[0]) | (xv > xp[-1]), ends, line)
+    return value + (tangent - primal(tangent))
 
 
 def _count(a: Any, axis: Any) -> int:

@@ -297,8 +297,8 @@ def _interp(x, xp, fp):  # noqa: ANN001
         return None
     if isinstance(xp, dual):
         refuse(
-            "np.interp with Duals in xp (the sample points) is not supported in compiled code; "
-            "differentiate with respect to x or fp, or use engine='numpy'"
+            "np.interp with Duals in xp (the sample points) is not supported (on either "
+            "engine): differentiate with respect to x or fp"
         )
     if not isinstance(xp, types.Array) or not isinstance(fp, (DualArrayType, types.Array)):
         return None
