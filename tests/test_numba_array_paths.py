@@ -78,12 +78,31 @@ def writes_through_views(x):
     return np.sum(out * x) + np.sum(grid * grid)
 
 
-FUNCTIONS = [pair_energy, sample_statistics, sorted_and_selected, writes_through_views]
+KNOTS = np.linspace(0.0, 1.0, 6)
+GRID = np.linspace(0.05, 0.95, 11)
+
+
+@numba.njit
+def interpolated_fit(x):
+    """np.interp in its values (a fitted curve on knots) and in its points."""
+    curve = np.interp(GRID, KNOTS, x[:6])
+    moved = np.interp(x[6:], KNOTS, np.sin(3.0 * KNOTS))
+    return np.sum((curve - np.cos(GRID)) ** 2 * curve) + np.sum(moved**2 * x[6:])
+
+
+FUNCTIONS = [
+    pair_energy,
+    sample_statistics,
+    sorted_and_selected,
+    writes_through_views,
+    interpolated_fit,
+]
 POINTS = {
     "pair_energy": np.array([0.1, 0.2, 0.3, 1.4, 0.1, -0.2, 2.8, 0.5, 0.4, 0.6, 2.1, 1.7]),
     "sample_statistics": np.array([0.4, 0.3, -0.8, 0.7, 1.3, 0.2]),
     "sorted_and_selected": np.array([0.5, -0.3, 0.9, 0.1, 1.2, -0.7]),
     "writes_through_views": np.array([0.5, -0.3, 0.9, 0.1, 1.2, -0.7]),
+    "interpolated_fit": np.array([1.0, 0.9, 0.7, 0.4, 0.1, -0.2, 0.13, 0.55, 1.3]),
 }
 
 

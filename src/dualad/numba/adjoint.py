@@ -108,7 +108,7 @@ from .dualtypes import (
 )
 from .scalars import is_zero
 from .second import _NOT_SCALAR
-from .shapes import as_shape
+from .shapes import as_shape, interp_one
 
 _REAL = (types.Float, types.Integer, types.Boolean)
 
@@ -1192,6 +1192,41 @@ def _outer(a, b):  # noqa: ANN001
         "        for j in range(fb.size):\n"
         "            out[i, j] = fa[i] * fb[j]\n"
         "    return out\n",
+        adj_dtype=adj_dtype,
+    )
+
+
+@overload_first(np.interp)
+def _interp(x, xp, fp):  # noqa: ANN001
+    """By the forward engine's one-point interpolation, on adjoint numbers (x and fp)."""
+    adjoint = (AdjType, AdjArrayType)
+    if not any(isinstance(t, adjoint) for t in (x, fp)):
+        return None
+    if isinstance(xp, adjoint):
+        scalars.refuse(
+            "np.interp with reverse-mode values in xp (the sample points) is not supported: "
+            "differentiate with respect to x or fp"
+        )
+    if not isinstance(xp, types.Array) or not isinstance(fp, (AdjArrayType, types.Array)):
+        return None
+    if isinstance(x, (AdjType, *_REAL)):
+        return generate(
+            "def impl(x, xp, fp):\n    return interp_one(x, primal(x), xp, fp)\n",
+            interp_one=interp_one,
+            primal=primal,
+        )
+    if not isinstance(x, (AdjArrayType, types.Array)) or x.ndim != 1:
+        return None
+    like = "x" if isinstance(x, AdjArrayType) else "fp"
+    return generate(
+        "def impl(x, xp, fp):\n"
+        "    xv = primal(x)\n"
+        f"    out = np.empty(xv.size, dtype=adj_dtype({like}.tape, {like}))\n"
+        "    for i in range(xv.size):\n"
+        "        out[i] = interp_one(x[i], xv[i], xp, fp)\n"
+        "    return out\n",
+        interp_one=interp_one,
+        primal=primal,
         adj_dtype=adj_dtype,
     )
 

@@ -277,7 +277,7 @@ def _clip(a, a_min, a_max):  # noqa: ANN001
 
 
 @numba.njit
-def _interp_one(xi, xv, xp, fp):  # noqa: ANN001, ANN202
+def interp_one(xi, xv, xp, fp):  # noqa: ANN001, ANN201
     """fp linearly interpolated at xi (whose value is xv) between the points xp, constant
     beyond them, as np.interp."""
     n = xp.size
@@ -306,8 +306,8 @@ def _interp(x, xp, fp):  # noqa: ANN001
     xv = "x.value" if isinstance(x, dual) else "x"
     if isinstance(x, (DualType, *_REAL)):
         return _gen(
-            f"def impl(x, xp, fp):\n    return _interp_one(x, {xv}, xp, fp)\n",
-            _interp_one=_interp_one,
+            f"def impl(x, xp, fp):\n    return interp_one(x, {xv}, xp, fp)\n",
+            interp_one=interp_one,
         )
     if not isinstance(x, (DualArrayType, types.Array)) or x.ndim != 1:
         refuse("np.interp of DualArrays takes a scalar or 1-D x in compiled code; x.ravel() it")
@@ -317,9 +317,9 @@ def _interp(x, xp, fp):  # noqa: ANN001
         "    n = xvs.shape[0]\n"
         f"    out = make_dual_array(np.empty(n), np.empty((n, {K})), {K})\n"
         "    for i in range(n):\n"
-        "        out[i] = _interp_one(x[i], xvs[i], xp, fp)\n"
+        "        out[i] = interp_one(x[i], xvs[i], xp, fp)\n"
         "    return out\n",
-        _interp_one=_interp_one,
+        interp_one=interp_one,
     )
 
 
