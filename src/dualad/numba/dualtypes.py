@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numba import types
 from numba.core import cgutils, errors
+from numba.core.imputils import lower_builtin
+from numba.core.typing.templates import AbstractTemplate, infer_global
 from numba.extending import (
     intrinsic,
     lower_cast,
@@ -52,6 +54,46 @@ def overload_scalar(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
     """:func:`overload_first` for an operation on numbers, inlined (see SCALAR_OPTIONS); with
     ``prefer_literal``, typed first with the literal types of constant arguments (``x ** 2``)."""
     return overload(func, target="cpu", jit_options=SCALAR_OPTIONS, prefer_literal=prefer_literal)
+
+
+def lower_directly(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
+    """Register ``plan(typingctx, *argtypes) -> (signature, codegen) | None`` for calls of ``func``:
+    a call it plans is typed by the signature and lowered by ``codegen`` inside the caller, as
+    an ``@intrinsic`` is, with no function of its own to compile.
+
+    An ``@overload`` implementation is a function of its own: Numba types it, lowers it,
+    optimises it and makes machine code of it (40-60 ms of a first call even for ``x * y`` on
+    Duals) before the caller inlines it.  A plan returning None leaves the call to the
+    templates registered after it (the overload of the general case).  Register the plan
+    before that overload: Numba tries templates of one target in the order registered.
+    """
+
+    def register(plan):  # noqa: ANN001, ANN202
+        lowered: set[Any] = set()
+
+        def generic(self, args, kws):  # noqa: ANN001, ANN202
+            found = None if kws else plan(self.context, *args)
+            if found is None:
+                return None
+            sig, codegen = found
+            if codegen not in lowered:  # a plan gives the same codegen for the same types
+                lowered.add(codegen)
+                lower_builtin(codegen, *sig.args)(codegen)
+            self._codegen = codegen
+            return sig
+
+        def get_impl_key(self, sig):  # noqa: ANN001, ANN202
+            return self._codegen
+
+        name = f"Direct_{getattr(func, '__name__', 'func')}"
+        template = type(name, (AbstractTemplate,), {
+            "key": func, "metadata": {"target": "cpu"}, "prefer_literal": prefer_literal,
+            "generic": generic, "get_impl_key": get_impl_key,
+        })  # fmt: skip
+        infer_global(func, types.Function(template))
+        return plan
+
+    return register
 
 
 class DualType(types.Type):
