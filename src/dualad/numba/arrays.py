@@ -27,6 +27,7 @@ from .dualtypes import (
     DualType,
     dual_dtype,
     generate,
+    lower_directly,
     overload_first,
     tuple_source,
 )
@@ -67,6 +68,98 @@ def _entry_pointers(context, builder, array_type, array, index_type, index, K): 
         )
         for k in range(K)
     ]  # fmt: skip
+
+
+def _value_pointer(context, builder, array_type, array, index_type, index):  # noqa: ANN001, ANN202
+    """Pointer to ``array[index]``, one element, indexed as :func:`_entry_pointers` does."""
+    from numba.np.arrayobj import fix_integer_index, make_array
+
+    ary = make_array(array_type)(context, builder, array)
+    shapes = cgutils.unpack_tuple(builder, ary.shape, count=array_type.ndim)
+    strides = cgutils.unpack_tuple(builder, ary.strides, count=array_type.ndim)
+    if isinstance(index_type, types.BaseTuple):
+        types_, values = list(index_type), cgutils.unpack_tuple(builder, index, len(index_type))
+    else:
+        types_, values = [index_type], [index]
+    indices = [
+        fix_integer_index(context, builder, t, v, shapes[d])
+        for d, (t, v) in enumerate(zip(types_, values))
+    ]
+    return cgutils.get_item_pointer2(
+        context, builder, ary.data, shapes, strides, array_type.layout, indices,
+        wraparound=False, boundscheck=context.enable_boundscheck,
+    )  # fmt: skip
+
+
+def _element_of(a: Any, idx: Any) -> bool:
+    """True for one element of a DualArray of floats, ``a[i]`` or ``a[i, j]``."""
+    return (
+        isinstance(a, DualArrayType)
+        and _element_indices(a, idx) is not None
+        and a.value_type.dtype == types.float64
+        and a.partials_type.dtype == types.float64
+    )
+
+
+@lower_directly(operator.getitem)
+def _read_element(typingctx, a, idx):  # noqa: ANN001, ANN202
+    """``a[i]``: a Dual of ``value[i]`` and ``partials[i, 0..K-1]``, read in the caller (an
+    overload implementation would be compiled per array type, 40-60 ms of a first call)."""
+    if not _element_of(a, idx):
+        return None
+    result = DualType(a.K)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        array_type, index_type = sig.args
+        arr = cgutils.create_struct_proxy(array_type)(context, builder, value=args[0])
+        value = _value_pointer(
+            context, builder, array_type.value_type, arr.value, index_type, args[1]
+        )
+        pointers = _entry_pointers(
+            context, builder, array_type.partials_type, arr.partials, index_type, args[1], a.K
+        )
+        dual = cgutils.create_struct_proxy(result)(context, builder)
+        dual.value = builder.load(value)
+        items = [builder.load(pointer) for pointer in pointers]
+        dual.partials = context.make_tuple(builder, result.partials_type, items)
+        return dual._getvalue()
+
+    return result(a, idx), codegen
+
+
+@lower_directly(operator.setitem)
+def _write_element(typingctx, a, idx, val):  # noqa: ANN001, ANN202
+    """``a[i] = v`` for a Dual of floats with a's K, or a real number (zero partials), written
+    in the caller (see :func:`_read_element`); other writes, and refusals, by the overload."""
+    if not _element_of(a, idx) or not a.value_type.mutable or not a.partials_type.mutable:
+        return None
+    dual = isinstance(val, DualType)
+    if dual and (val.K != a.K or val.base != types.float64):
+        return None
+    if not dual and not isinstance(val, (types.Float, types.Integer, types.Boolean)):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        array_type, index_type, val_type = sig.args
+        arr = cgutils.create_struct_proxy(array_type)(context, builder, value=args[0])
+        value = _value_pointer(
+            context, builder, array_type.value_type, arr.value, index_type, args[1]
+        )
+        pointers = _entry_pointers(
+            context, builder, array_type.partials_type, arr.partials, index_type, args[1], a.K
+        )
+        if dual:
+            given = cgutils.create_struct_proxy(val_type)(context, builder, value=args[2])
+            builder.store(given.value, value)
+            items = [builder.extract_value(given.partials, k) for k in range(a.K)]
+        else:
+            builder.store(context.cast(builder, args[2], val_type, types.float64), value)
+            items = [context.get_constant(types.float64, 0.0)] * a.K
+        for item, pointer in zip(items, pointers):
+            builder.store(item, pointer)
+        return context.get_dummy_value()
+
+    return types.none(a, idx, val), codegen
 
 
 def _is_entry_index(array: Any, index: Any) -> bool:
