@@ -15,8 +15,15 @@ from typing import Any
 import numpy as np
 from numba import types
 from numba.core import cgutils
-from numba.core.imputils import RefType, impl_ret_new_ref, iternext_impl, lower_builtin
-from numba.extending import intrinsic, overload_attribute, overload_method
+from numba.core.imputils import (
+    RefType,
+    impl_ret_new_ref,
+    iternext_impl,
+    lower_builtin,
+    lower_getattr,
+)
+from numba.core.typing.templates import AttributeTemplate, infer_getattr
+from numba.extending import intrinsic, overload_method
 
 from ..dual import primal
 from ..transforms import stop_gradient
@@ -25,7 +32,7 @@ from .dualtypes import (
     DualArrayType,
     DualDtypeType,
     DualType,
-    dual_dtype,
+    dual_array_ir,
     generate,
     lower_directly,
     overload_first,
@@ -352,22 +359,52 @@ def _iternext(context, builder, sig, args, result):  # noqa: ANN001, ANN202
         builder.store(cgutils.increment_index(builder, index), iterator.index)
 
 
-@overload_first(len)
-def _len(a):  # noqa: ANN001
-    if isinstance(a, DualArrayType):
-        return lambda a: len(a.value)
-    return None
+# len, shape, size, ndim and dtype are typed and lowered directly (as Numba's own array
+# attributes are): overloads would be compiled as functions of their own per array type.
+
+
+@lower_directly(len)
+def _len(typingctx, a):  # noqa: ANN001, ANN202
+    if not isinstance(a, DualArrayType):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        value_type = sig.args[0].value_type
+        arr = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        return context.get_function(len, types.intp(value_type))(builder, [arr.value])
+
+    return types.intp(a), codegen
+
+
+@infer_getattr
+class _DualArrayAttributes(AttributeTemplate):
+    key = DualArrayType
+
+    def generic_resolve(self, a, attr):  # noqa: ANN001, ANN201
+        if attr in ("shape", "size", "ndim"):
+            return self.context.resolve_getattr(a.value_type, attr)
+        if attr == "dtype":
+            return DualDtypeType(a.K)
+        return None
+
+
+def _value_attribute(context, builder, typ, value, attr):  # noqa: ANN001, ANN202
+    arr = cgutils.create_struct_proxy(typ)(context, builder, value=value)
+    impl = context.get_getattr(typ.value_type, attr)
+    return impl(context, builder, typ.value_type, arr.value, attr)
 
 
 for _name in ("shape", "size", "ndim"):
-    overload_attribute(DualArrayType, _name)(
-        generate(f"def impl(a):\n    return lambda a: a.value.{_name}\n")
+    lower_getattr(DualArrayType, _name)(
+        lambda context, builder, typ, value, attr=_name: _value_attribute(
+            context, builder, typ, value, attr
+        )
     )
 
 
-@overload_attribute(DualArrayType, "dtype")
-def _dtype(a):  # noqa: ANN001
-    return generate(f"def impl(a):\n    return dual_dtype({a.K})\n", dual_dtype=dual_dtype)
+@lower_getattr(DualArrayType, "dtype")
+def _dtype(context, builder, typ, value):  # noqa: ANN001, ANN202
+    return context.get_dummy_value()
 
 
 @overload_method(DualArrayType, "copy")
@@ -401,6 +438,64 @@ def _like(fill: str):
     return typer
 
 
+
+
+def _new_directly(fill: str):
+    """A plan (see :func:`lower_directly`) for ``np.empty(shape, x.dtype)`` and ``np.zeros``
+    with a DualArray's dtype: the allocation lowered in the caller."""
+
+    def plan(typingctx, shape, dtype=None):  # noqa: ANN001, ANN202
+        if not isinstance(dtype, DualDtypeType):
+            return None
+        if isinstance(shape, types.Integer):
+            ndim = 1
+        elif isinstance(shape, types.BaseTuple) and all(
+            isinstance(t, types.Integer) for t in shape
+        ):
+            ndim = len(shape)
+        else:
+            return None
+        result = DualArrayType(
+            types.Array(types.float64, ndim, "C"), types.Array(types.float64, ndim + 1, "C"),
+            dtype.K,
+        )  # fmt: skip
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            new = dual_array_ir(context, builder, result, sig.args[0], args[0], fill == "zeros")
+            return impl_ret_new_ref(context, builder, result, new)
+
+        return result(shape, dtype), codegen
+
+    return plan
+
+
+def _like_directly(fill: str):
+    """A plan for ``np.empty_like(x)`` and ``np.zeros_like(x)`` of a DualArray ``x``."""
+
+    def plan(typingctx, a):  # noqa: ANN001, ANN202
+        if not isinstance(a, DualArrayType):
+            return None
+        ndim = a.ndim
+        result = DualArrayType(
+            types.Array(types.float64, ndim, "C"), types.Array(types.float64, ndim + 1, "C"),
+            a.K,
+        )  # fmt: skip
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            shape = _value_attribute(context, builder, sig.args[0], args[0], "shape")
+            shape_type = types.UniTuple(types.intp, ndim)
+            new = dual_array_ir(context, builder, result, shape_type, shape, fill == "zeros")
+            return impl_ret_new_ref(context, builder, result, new)
+
+        return result(a), codegen
+
+    return plan
+
+
+lower_directly(np.empty)(_new_directly("empty"))
+lower_directly(np.zeros)(_new_directly("zeros"))
+lower_directly(np.empty_like)(_like_directly("empty"))
+lower_directly(np.zeros_like)(_like_directly("zeros"))
 overload_first(np.empty_like)(_like("empty"))
 overload_first(np.zeros_like)(_like("zeros"))
 overload_first(np.ones_like)(_like("ones"))

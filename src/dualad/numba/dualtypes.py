@@ -11,6 +11,7 @@ Dual with zero partials.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -70,9 +71,19 @@ def lower_directly(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
 
     def register(plan):  # noqa: ANN001, ANN202
         lowered: set[Any] = set()
+        pysig = inspect.signature(plan)
+        pysig = pysig.replace(parameters=list(pysig.parameters.values())[1:])  # no typingctx
+        starred = any(p.kind == p.VAR_POSITIONAL for p in pysig.parameters.values())
 
         def generic(self, args, kws):  # noqa: ANN001, ANN202
-            found = None if kws else plan(self.context, *args)
+            if starred:  # a plan of any number of arguments: positional ones only
+                found = None if kws else plan(self.context, *args)
+            else:
+                try:  # keyword arguments in the plan's order, as the call passes them
+                    bound = pysig.bind(*args, **kws)
+                except TypeError:
+                    return None
+                found = plan(self.context, *bound.args)
             if found is None:
                 return None
             sig, codegen = found
@@ -80,7 +91,7 @@ def lower_directly(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
                 lowered.add(codegen)
                 lower_builtin(codegen, *sig.args)(codegen)
             self._codegen = codegen
-            return sig
+            return sig if starred else sig.replace(pysig=pysig)
 
         def get_impl_key(self, sig):  # noqa: ANN001, ANN202
             return self._codegen
@@ -342,51 +353,58 @@ def new_dual_array(typingctx, shape, k_marker, zeroed):  # noqa: ANN001
     result = DualArrayType(value_type, types.Array(types.float64, ndim + 1, "C"), K)
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
-        from numba.np.arrayobj import _parse_shape, make_array, populate_array
-
-        intp = context.get_value_type(types.intp)
-        extents = list(_parse_shape(context, builder, sig.args[0], args[0]))
-        itemsize = context.get_constant(types.intp, 8)
-        count = context.get_constant(types.intp, 1)
-        overflow = cgutils.false_bit
-        for extent in [*extents, context.get_constant(types.intp, K + 1), itemsize]:
-            product = builder.smul_with_overflow(count, extent)
-            count = builder.extract_value(product, 0)
-            overflow = builder.or_(overflow, builder.extract_value(product, 1))
-        with builder.if_then(overflow, likely=False):
-            context.call_conv.return_user_exc(
-                builder, ValueError, ("array is too big (dualad: a DualArray allocation)",)
-            )
-        meminfo = context.nrt.meminfo_alloc_aligned(builder, count, 32)
-        data = builder.bitcast(context.nrt.meminfo_data(builder, meminfo),
-                               context.get_data_type(types.float64).as_pointer())  # fmt: skip
-        if fill:
-            cgutils.memset(builder, data, count, 0)
-        nitems = context.get_constant(types.intp, 1)
-        for extent in extents:
-            nitems = builder.mul(nitems, extent)
-        context.nrt.incref(builder, types.MemInfoPointer(types.voidptr), meminfo)  # two owners
-        arrays = []
-        for array_type, start, dims in (
-            (result.value_type, data, extents),
-            (result.partials_type, builder.gep(data, [nitems]),
-             [*extents, context.get_constant(types.intp, K)]),
-        ):  # fmt: skip
-            strides = [itemsize] if dims else []  # a 0-d value array has no strides
-            for extent in reversed(dims[1:]):
-                strides.append(builder.mul(strides[-1], extent))
-            ary = make_array(array_type)(context, builder)
-            populate_array(
-                ary, data=start, shape=cgutils.pack_array(builder, dims, ty=intp),
-                strides=cgutils.pack_array(builder, list(reversed(strides)), ty=intp),
-                itemsize=itemsize, meminfo=meminfo,
-            )  # fmt: skip
-            arrays.append(ary._getvalue())
-        out = cgutils.create_struct_proxy(result)(context, builder)
-        out.value, out.partials = arrays
-        return out._getvalue()
+        return dual_array_ir(context, builder, result, sig.args[0], args[0], fill)
 
     return result(shape, k_marker, zeroed), codegen
+
+
+def dual_array_ir(context, builder, result, shape_type, shape, fill):  # noqa: ANN001, ANN201
+    """LLVM IR of a new DualArray of type ``result`` (see :func:`new_dual_array`) of ``shape``
+    (an integer or a tuple of integers), filled with zeros when ``fill``."""
+    from numba.np.arrayobj import _parse_shape, make_array, populate_array
+
+    K = result.K
+    intp = context.get_value_type(types.intp)
+    extents = list(_parse_shape(context, builder, shape_type, shape))
+    itemsize = context.get_constant(types.intp, 8)
+    count = context.get_constant(types.intp, 1)
+    overflow = cgutils.false_bit
+    for extent in [*extents, context.get_constant(types.intp, K + 1), itemsize]:
+        product = builder.smul_with_overflow(count, extent)
+        count = builder.extract_value(product, 0)
+        overflow = builder.or_(overflow, builder.extract_value(product, 1))
+    with builder.if_then(overflow, likely=False):
+        context.call_conv.return_user_exc(
+            builder, ValueError, ("array is too big (dualad: a DualArray allocation)",)
+        )
+    meminfo = context.nrt.meminfo_alloc_aligned(builder, count, 32)
+    data = builder.bitcast(context.nrt.meminfo_data(builder, meminfo),
+                           context.get_data_type(types.float64).as_pointer())  # fmt: skip
+    if fill:
+        cgutils.memset(builder, data, count, 0)
+    nitems = context.get_constant(types.intp, 1)
+    for extent in extents:
+        nitems = builder.mul(nitems, extent)
+    context.nrt.incref(builder, types.MemInfoPointer(types.voidptr), meminfo)  # two owners
+    arrays = []
+    for array_type, start, dims in (
+        (result.value_type, data, extents),
+        (result.partials_type, builder.gep(data, [nitems]),
+         [*extents, context.get_constant(types.intp, K)]),
+    ):  # fmt: skip
+        strides = [itemsize] if dims else []  # a 0-d value array has no strides
+        for extent in reversed(dims[1:]):
+            strides.append(builder.mul(strides[-1], extent))
+        ary = make_array(array_type)(context, builder)
+        populate_array(
+            ary, data=start, shape=cgutils.pack_array(builder, dims, ty=intp),
+            strides=cgutils.pack_array(builder, list(reversed(strides)), ty=intp),
+            itemsize=itemsize, meminfo=meminfo,
+        )  # fmt: skip
+        arrays.append(ary._getvalue())
+    out = cgutils.create_struct_proxy(result)(context, builder)
+    out.value, out.partials = arrays
+    return out._getvalue()
 
 
 @intrinsic
