@@ -510,6 +510,19 @@ def out_tangent(y, k_marker):  # noqa: ANN001, ANN201
     """The output's partials, shape ``y.shape + (K,)``; zeros for an output that is no Dual."""
 
 
+@lower_directly(out_tangent)
+def _tangent_directly(typingctx, y, k_marker):  # noqa: ANN001, ANN202
+    """The partials array that f made (not shared), returned in the caller."""
+    if not (isinstance(y, DualArrayType) and y.partials_type.mutable):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        arr = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        return impl_ret_borrowed(context, builder, sig.return_type, arr.partials)
+
+    return y.partials_type(y, k_marker), codegen
+
+
 @overload_first(out_tangent)
 def _out_tangent(y, k_marker):  # noqa: ANN001
     if isinstance(y, DualArrayType):

@@ -36,6 +36,12 @@ _REAL = (types.Float, types.Integer, types.Boolean)
 #: would otherwise generate, optimise and turn into machine code for each of them.
 HELPER_OPTIONS = {"no_cfunc_wrapper": True}
 
+#: Options of a dispatcher that only compiled code calls (the user's function compiled for Duals,
+#: the rules' partials): without the CPython wrapper too, whose generation, optimisation and
+#: machine code were about a tenth of a first call.  Calling such a dispatcher from Python would
+#: jump to a null address: it must never be handed to the user.
+CALLED_FROM_COMPILED_CODE = {**HELPER_OPTIONS, "no_cpython_wrapper": True}
+
 #: The options of the scalar operations (a Dual's and an adjoint number's arithmetic, math and
 #: ufuncs on numbers, the rules' partials): also always inlined into their caller.  LLVM's own
 #: heuristic left a Dual(8) power or an adjoint node (a few hundred instructions) as calls that

@@ -39,6 +39,7 @@ from .. import rules
 from ..dual import label
 from . import special as compiled_special
 from .dualtypes import (
+    CALLED_FROM_COMPILED_CODE,
     SCALAR_OPTIONS,
     DualArrayType,
     DualType,
@@ -167,7 +168,9 @@ def jit_function(fn: Callable[..., Any], depth: int = 0) -> Any:
         )
     rebuilt = pytypes.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, cells)
     # NumPy's error model: a local derivative 0.5 / sqrt(0) is inf (then masked), not an error.
-    _jitted[fn, depth] = numba.njit(rebuilt, error_model="numpy", **SCALAR_OPTIONS)
+    _jitted[fn, depth] = numba.njit(
+        rebuilt, error_model="numpy", **{**SCALAR_OPTIONS, **CALLED_FROM_COMPILED_CODE}
+    )
     return _jitted[fn, depth]
 
 
