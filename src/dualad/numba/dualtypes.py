@@ -63,6 +63,13 @@ def overload_scalar(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
     return overload(func, target="cpu", jit_options=SCALAR_OPTIONS, prefer_literal=prefer_literal)
 
 
+def numpy_ufuncs() -> list[np.ufunc]:
+    """NumPy's ufuncs, by name.  From the module's own namespace: ``getattr`` over ``dir(np)``
+    imports NumPy's lazily loaded submodules (f2py, testing, random, fft, ...), 168 modules and
+    0.2 s of a first call."""
+    return [u for _, u in sorted(vars(np).items()) if isinstance(u, np.ufunc)]
+
+
 def lower_directly(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
     """Register ``plan(typingctx, *argtypes) -> (signature, codegen) | None`` for calls of ``func``:
     a call it plans is typed by the signature and lowered by ``codegen`` inside the caller, as

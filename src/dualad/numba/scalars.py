@@ -45,6 +45,7 @@ from .dualtypes import (
     DualType,
     generate,
     lower_directly,
+    numpy_ufuncs,
     overload_scalar,
     tuple_source,
 )
@@ -763,11 +764,9 @@ def register_table() -> None:
     if _fixed_done:
         return
     _fixed_done = True
-    for name in dir(np):
-        ufunc = getattr(np, name)
-        if isinstance(ufunc, np.ufunc):
-            direct = _direct_rule(lambda u=ufunc: rules.lookup(u), ufunc)
-            _overload(ufunc, _ufunc_typer(ufunc), direct)
+    for ufunc in numpy_ufuncs():
+        direct = _direct_rule(lambda u=ufunc: rules.lookup(u), ufunc)
+        _overload(ufunc, _ufunc_typer(ufunc), direct)
     for op, ufunc in _OPERATORS.items():  # the value is computed as in the user's float code
         rule_of = lambda u=ufunc: rules.lookup(u)  # noqa: E731
         _overload(op, _typer(label(ufunc), rule_of, op, ufunc.nin), _direct_rule(rule_of, op))
