@@ -13,6 +13,13 @@ small implementation is generated with the K partials unrolled, e.g. for ``x * c
 ``d1`` is the rule's own partial, compiled by Numba: no derivative formula is written here.
 A zero tangent stays 0 even where the local derivative is infinite or NaN, as in the NumPy
 engine.
+
+Duals of floats (the common, first-order case) take a shorter path, tried first: the same
+arithmetic emitted as LLVM IR inside the caller (:func:`_direct_rule`, registered with
+:func:`~dualad.numba.dualtypes.lower_directly`), because Numba compiles every overload
+implementation as a function of its own (typed, lowered, optimised, made machine code of: 40-60
+ms of a first call each, per rule and argument types) before the caller inlines it.  Nested Duals,
+mixed K, registered Python functions and refusals go through the generated implementations.
 """
 
 from __future__ import annotations
