@@ -70,7 +70,7 @@ def numpy_ufuncs() -> list[np.ufunc]:
     return [u for _, u in sorted(vars(np).items()) if isinstance(u, np.ufunc)]
 
 
-def lower_directly(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
+def lower_directly(func, prefer_literal: bool = False, by_types: bool = True):  # noqa: ANN001, ANN201
     """Register ``plan(typingctx, *argtypes) -> (signature, codegen) | None`` for calls of ``func``:
     a call it plans is typed by the signature and lowered by ``codegen`` inside the caller, as
     an ``@intrinsic`` is, with no function of its own to compile.
@@ -80,23 +80,34 @@ def lower_directly(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
     Duals) before the caller inlines it.  A plan returning None leaves the call to the
     templates registered after it (the overload of the general case).  Register the plan
     before that overload: Numba tries templates of one target in the order registered.
+    With ``by_types`` the plan depends on the argument types alone and is asked once per types
+    (else every typing of ``a[i]`` would register another lowering); a plan that reads the rule
+    table, which may change, says False and keeps its own record.
     """
 
     def register(plan):  # noqa: ANN001, ANN202
         lowered: set[Any] = set()
+        planned: dict[tuple[Any, ...], Any] = {}  # knowledge about types, as Numba's caches
         pysig = inspect.signature(plan)
         pysig = pysig.replace(parameters=list(pysig.parameters.values())[1:])  # no typingctx
         starred = any(p.kind == p.VAR_POSITIONAL for p in pysig.parameters.values())
 
         def generic(self, args, kws):  # noqa: ANN001, ANN202
             if starred:  # a plan of any number of arguments: positional ones only
-                found = None if kws else plan(self.context, *args)
+                if kws:
+                    return None
+                given = tuple(args)
             else:
                 try:  # keyword arguments in the plan's order, as the call passes them
-                    bound = pysig.bind(*args, **kws)
+                    given = tuple(pysig.bind(*args, **kws).args)
                 except TypeError:
                     return None
-                found = plan(self.context, *bound.args)
+            if by_types and given in planned:
+                found = planned[given]
+            else:
+                found = plan(self.context, *given)
+                if by_types:
+                    planned[given] = found
             if found is None:
                 return None
             sig, codegen = found

@@ -734,7 +734,7 @@ def _overload(func: Any, typer: Callable[..., Any], direct: Any = None) -> None:
     if func not in _registered:
         _registered.add(func)
         if direct is not None:
-            lower_directly(func, prefer_literal=func in _LITERAL_FIRST)(direct)
+            lower_directly(func, prefer_literal=func in _LITERAL_FIRST, by_types=False)(direct)
         overload_scalar(func, prefer_literal=func in _LITERAL_FIRST)(typer)
 
 
