@@ -946,3 +946,51 @@ def test_empty_like_after_the_function_ran_on_floats_in_a_fresh_process():
     out = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[[3.0, 0.0], [0.0, 12.0]]"
+
+
+@numba.njit
+def _lowered_in_the_caller(x):
+    """First-order operations that dualad lowers inside the caller: element reads (a negative
+    index too) and writes, len, shape, dtype, np.empty, operators mixing floats and Duals, a
+    constant power and np.sin (whose partial is compiled on its own, in rules.py)."""
+    out = np.empty(x.shape[0], x.dtype)
+    for i in range(len(x)):
+        out[i] = 2.0 * x[i] - x[i] * x[-1 - i] + x[i] ** 2 / 3.0 + np.sin(x[i])
+    out[0] = 1.0
+    return out
+
+
+def test_first_order_operations_compile_no_functions_of_their_own(monkeypatch):
+    """A first call compiles the driver, f and the rules' partials, not one implementation per
+    operation and argument types (each was 40-60 ms of a first call).  K = 11: no other test
+    compiles for it, so the operations are typed here for the first time in the process."""
+    from numba.core import event
+
+    monkeypatch.setenv("DUALAD_CACHE_DIR", "off")  # a warm disk cache would compile nothing
+    compiled = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):  # noqa: ANN001, ANN202
+            fn = getattr(ev.data["dispatcher"], "py_func", None)
+            if fn is not None:
+                compiled.append((fn.__code__.co_filename, fn.__name__))
+
+        def on_end(self, ev):  # noqa: ANN001, ANN202
+            pass
+
+    x = np.linspace(0.5, 1.5, 11)
+    with event.install_listener("numba:compile", Listener()):
+        jac = da.jacobian(_lowered_in_the_caller, x, engine="numba")
+    expected = np.zeros((11, 11))  # by hand; row 0 is the constant 1.0
+    for i in range(1, 11):
+        j = 10 - i
+        expected[i, i] += 2.0 - x[j] + 2.0 * x[i] / 3.0 + np.cos(x[i])
+        expected[i, j] -= x[i]
+    np.testing.assert_allclose(jac, expected, rtol=1e-14, atol=1e-14)
+    own = [
+        (path, name)
+        for path, name in compiled
+        if path.startswith("<dualad")
+        or path.endswith("drivers.py") and name not in ("value_and_jacobian", "set_seed")
+    ]
+    assert not own, f"compiled as functions of their own: {own}"

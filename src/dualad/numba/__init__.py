@@ -37,7 +37,7 @@ from . import (  # noqa: F401 - each registers its overloads on import
     second,
     shapes,
 )
-from .dualtypes import DualArrayType, DualType
+from .dualtypes import CALLED_FROM_COMPILED_CODE, DualArrayType, DualType
 from .promotion import promote
 
 __all__ = [
@@ -98,7 +98,11 @@ def for_duals(f: Callable[..., Any]) -> Any:
     source = getattr(f, "py_func", f)
     dispatcher = _for_duals.get(source)
     if dispatcher is None:
-        dispatcher = _for_duals[source] = numba.njit(helpers.serial_source(source))
+        # called only from dualad's compiled drivers: no CPython or C wrapper, which Numba would
+        # otherwise generate, optimise and make machine code of for every input type
+        dispatcher = _for_duals[source] = numba.njit(
+            helpers.serial_source(source), **CALLED_FROM_COMPILED_CODE
+        )
     return dispatcher
 
 

@@ -101,6 +101,7 @@ from .dualtypes import (
     generate,
     make_dual,
     make_dual_array,
+    numpy_ufuncs,
     overload_first,
     overload_scalar,
     readonly,
@@ -850,9 +851,8 @@ def register_table() -> None:
     if _fixed_done:
         return
     _fixed_done = True
-    for name in dir(np):
-        if isinstance(getattr(np, name), np.ufunc):
-            _overload(getattr(np, name), _ufunc_typer(getattr(np, name)))
+    for ufunc in numpy_ufuncs():
+        _overload(ufunc, _ufunc_typer(ufunc))
     for op, ufunc in scalars._OPERATORS.items():
         rule_of = lambda u=ufunc: rules.lookup(u)  # noqa: E731
         _overload(op, _typer(label(ufunc), rule_of, op, ufunc.nin, elementwise=op))

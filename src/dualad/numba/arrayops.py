@@ -49,6 +49,7 @@ from .dualtypes import (
     DualArrayType,
     DualType,
     generate,
+    numpy_ufuncs,
     overload_first,
     overload_scalar,
 )
@@ -439,9 +440,8 @@ def _overload(func: Any, typer: Callable[..., Any]) -> None:
 
 def register_table() -> None:
     """Overload every ufunc, operator and registered function of the table for arrays."""
-    for name in dir(np):
-        u = getattr(np, name)
-        if isinstance(u, np.ufunc) and u.nin in (1, 2):
+    for u in numpy_ufuncs():
+        if u.nin in (1, 2):
             _overload(u, _array_typer(u, u.nin))
     for key, rule in list(rules.RULES.items()):
         if not isinstance(key, np.ufunc) and rule.func is key:

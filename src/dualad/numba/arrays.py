@@ -15,8 +15,15 @@ from typing import Any
 import numpy as np
 from numba import types
 from numba.core import cgutils
-from numba.core.imputils import RefType, impl_ret_new_ref, iternext_impl, lower_builtin
-from numba.extending import intrinsic, overload_attribute, overload_method
+from numba.core.imputils import (
+    RefType,
+    impl_ret_new_ref,
+    iternext_impl,
+    lower_builtin,
+    lower_getattr,
+)
+from numba.core.typing.templates import AttributeTemplate, infer_getattr
+from numba.extending import intrinsic, overload_method
 
 from ..dual import primal
 from ..transforms import stop_gradient
@@ -25,8 +32,9 @@ from .dualtypes import (
     DualArrayType,
     DualDtypeType,
     DualType,
-    dual_dtype,
+    dual_array_ir,
     generate,
+    lower_directly,
     overload_first,
     tuple_source,
 )
@@ -67,6 +75,98 @@ def _entry_pointers(context, builder, array_type, array, index_type, index, K): 
         )
         for k in range(K)
     ]  # fmt: skip
+
+
+def _value_pointer(context, builder, array_type, array, index_type, index):  # noqa: ANN001, ANN202
+    """Pointer to ``array[index]``, one element, indexed as :func:`_entry_pointers` does."""
+    from numba.np.arrayobj import fix_integer_index, make_array
+
+    ary = make_array(array_type)(context, builder, array)
+    shapes = cgutils.unpack_tuple(builder, ary.shape, count=array_type.ndim)
+    strides = cgutils.unpack_tuple(builder, ary.strides, count=array_type.ndim)
+    if isinstance(index_type, types.BaseTuple):
+        types_, values = list(index_type), cgutils.unpack_tuple(builder, index, len(index_type))
+    else:
+        types_, values = [index_type], [index]
+    indices = [
+        fix_integer_index(context, builder, t, v, shapes[d])
+        for d, (t, v) in enumerate(zip(types_, values))
+    ]
+    return cgutils.get_item_pointer2(
+        context, builder, ary.data, shapes, strides, array_type.layout, indices,
+        wraparound=False, boundscheck=context.enable_boundscheck,
+    )  # fmt: skip
+
+
+def _element_of(a: Any, idx: Any) -> bool:
+    """True for one element of a DualArray of floats, ``a[i]`` or ``a[i, j]``."""
+    return (
+        isinstance(a, DualArrayType)
+        and _element_indices(a, idx) is not None
+        and a.value_type.dtype == types.float64
+        and a.partials_type.dtype == types.float64
+    )
+
+
+@lower_directly(operator.getitem)
+def _read_element(typingctx, a, idx):  # noqa: ANN001, ANN202
+    """``a[i]``: a Dual of ``value[i]`` and ``partials[i, 0..K-1]``, read in the caller (an
+    overload implementation would be compiled per array type, 40-60 ms of a first call)."""
+    if not _element_of(a, idx):
+        return None
+    result = DualType(a.K)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        array_type, index_type = sig.args
+        arr = cgutils.create_struct_proxy(array_type)(context, builder, value=args[0])
+        value = _value_pointer(
+            context, builder, array_type.value_type, arr.value, index_type, args[1]
+        )
+        pointers = _entry_pointers(
+            context, builder, array_type.partials_type, arr.partials, index_type, args[1], a.K
+        )
+        dual = cgutils.create_struct_proxy(result)(context, builder)
+        dual.value = builder.load(value)
+        items = [builder.load(pointer) for pointer in pointers]
+        dual.partials = context.make_tuple(builder, result.partials_type, items)
+        return dual._getvalue()
+
+    return result(a, idx), codegen
+
+
+@lower_directly(operator.setitem)
+def _write_element(typingctx, a, idx, val):  # noqa: ANN001, ANN202
+    """``a[i] = v`` for a Dual of floats with a's K, or a real number (zero partials), written
+    in the caller (see :func:`_read_element`); other writes, and refusals, by the overload."""
+    if not _element_of(a, idx) or not a.value_type.mutable or not a.partials_type.mutable:
+        return None
+    dual = isinstance(val, DualType)
+    if dual and (val.K != a.K or val.base != types.float64):
+        return None
+    if not dual and not isinstance(val, (types.Float, types.Integer, types.Boolean)):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        array_type, index_type, val_type = sig.args
+        arr = cgutils.create_struct_proxy(array_type)(context, builder, value=args[0])
+        value = _value_pointer(
+            context, builder, array_type.value_type, arr.value, index_type, args[1]
+        )
+        pointers = _entry_pointers(
+            context, builder, array_type.partials_type, arr.partials, index_type, args[1], a.K
+        )
+        if dual:
+            given = cgutils.create_struct_proxy(val_type)(context, builder, value=args[2])
+            builder.store(given.value, value)
+            items = [builder.extract_value(given.partials, k) for k in range(a.K)]
+        else:
+            builder.store(context.cast(builder, args[2], val_type, types.float64), value)
+            items = [context.get_constant(types.float64, 0.0)] * a.K
+        for item, pointer in zip(items, pointers):
+            builder.store(item, pointer)
+        return context.get_dummy_value()
+
+    return types.none(a, idx, val), codegen
 
 
 def _is_entry_index(array: Any, index: Any) -> bool:
@@ -260,22 +360,52 @@ def _iternext(context, builder, sig, args, result):  # noqa: ANN001, ANN202
         builder.store(cgutils.increment_index(builder, index), iterator.index)
 
 
-@overload_first(len)
-def _len(a):  # noqa: ANN001
-    if isinstance(a, DualArrayType):
-        return lambda a: len(a.value)
-    return None
+# len, shape, size, ndim and dtype are typed and lowered directly (as Numba's own array
+# attributes are): overloads would be compiled as functions of their own per array type.
+
+
+@lower_directly(len)
+def _len(typingctx, a):  # noqa: ANN001, ANN202
+    if not isinstance(a, DualArrayType):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        value_type = sig.args[0].value_type
+        arr = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        return context.get_function(len, types.intp(value_type))(builder, [arr.value])
+
+    return types.intp(a), codegen
+
+
+@infer_getattr
+class _DualArrayAttributes(AttributeTemplate):
+    key = DualArrayType
+
+    def generic_resolve(self, a, attr):  # noqa: ANN001, ANN201
+        if attr in ("shape", "size", "ndim"):
+            return self.context.resolve_getattr(a.value_type, attr)
+        if attr == "dtype":
+            return DualDtypeType(a.K)
+        return None
+
+
+def _value_attribute(context, builder, typ, value, attr):  # noqa: ANN001, ANN202
+    arr = cgutils.create_struct_proxy(typ)(context, builder, value=value)
+    impl = context.get_getattr(typ.value_type, attr)
+    return impl(context, builder, typ.value_type, arr.value, attr)
 
 
 for _name in ("shape", "size", "ndim"):
-    overload_attribute(DualArrayType, _name)(
-        generate(f"def impl(a):\n    return lambda a: a.value.{_name}\n")
+    lower_getattr(DualArrayType, _name)(
+        lambda context, builder, typ, value, attr=_name: _value_attribute(
+            context, builder, typ, value, attr
+        )
     )
 
 
-@overload_attribute(DualArrayType, "dtype")
-def _dtype(a):  # noqa: ANN001
-    return generate(f"def impl(a):\n    return dual_dtype({a.K})\n", dual_dtype=dual_dtype)
+@lower_getattr(DualArrayType, "dtype")
+def _dtype(context, builder, typ, value):  # noqa: ANN001, ANN202
+    return context.get_dummy_value()
 
 
 @overload_method(DualArrayType, "copy")
@@ -309,6 +439,64 @@ def _like(fill: str):
     return typer
 
 
+
+
+def _new_directly(fill: str):
+    """A plan (see :func:`lower_directly`) for ``np.empty(shape, x.dtype)`` and ``np.zeros``
+    with a DualArray's dtype: the allocation lowered in the caller."""
+
+    def plan(typingctx, shape, dtype=None):  # noqa: ANN001, ANN202
+        if not isinstance(dtype, DualDtypeType):
+            return None
+        if isinstance(shape, types.Integer):
+            ndim = 1
+        elif isinstance(shape, types.BaseTuple) and all(
+            isinstance(t, types.Integer) for t in shape
+        ):
+            ndim = len(shape)
+        else:
+            return None
+        result = DualArrayType(
+            types.Array(types.float64, ndim, "C"), types.Array(types.float64, ndim + 1, "C"),
+            dtype.K,
+        )  # fmt: skip
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            new = dual_array_ir(context, builder, result, sig.args[0], args[0], fill == "zeros")
+            return impl_ret_new_ref(context, builder, result, new)
+
+        return result(shape, dtype), codegen
+
+    return plan
+
+
+def _like_directly(fill: str):
+    """A plan for ``np.empty_like(x)`` and ``np.zeros_like(x)`` of a DualArray ``x``."""
+
+    def plan(typingctx, a):  # noqa: ANN001, ANN202
+        if not isinstance(a, DualArrayType):
+            return None
+        ndim = a.ndim
+        result = DualArrayType(
+            types.Array(types.float64, ndim, "C"), types.Array(types.float64, ndim + 1, "C"),
+            a.K,
+        )  # fmt: skip
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            shape = _value_attribute(context, builder, sig.args[0], args[0], "shape")
+            shape_type = types.UniTuple(types.intp, ndim)
+            new = dual_array_ir(context, builder, result, shape_type, shape, fill == "zeros")
+            return impl_ret_new_ref(context, builder, result, new)
+
+        return result(a), codegen
+
+    return plan
+
+
+lower_directly(np.empty)(_new_directly("empty"))
+lower_directly(np.zeros)(_new_directly("zeros"))
+lower_directly(np.empty_like)(_like_directly("empty"))
+lower_directly(np.zeros_like)(_like_directly("zeros"))
 overload_first(np.empty_like)(_like("empty"))
 overload_first(np.zeros_like)(_like("zeros"))
 overload_first(np.ones_like)(_like("ones"))

@@ -8,15 +8,20 @@ the overloads below read each kind.
 
 from __future__ import annotations
 
+import operator
+
 import numba
 import numpy as np
 from numba import prange, types
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed, impl_ret_new_ref
 
 from .dualtypes import (
     DualArrayType,
     DualType,
     borrowed,
     generate,
+    lower_directly,
     make_dual_array,
     new_array,
     overload_first,
@@ -73,6 +78,54 @@ def seed_of(flat, shape):  # noqa: ANN001, ANN201
     is, without a reshape for a 1-D input."""
 
 
+_REAL = (types.Float, types.Integer, types.Boolean)
+
+
+def _zeros(context, builder, array_type, shape):  # noqa: ANN001, ANN202
+    """LLVM IR of a new array of zeros of ``shape`` (intp values), as new_array makes it."""
+    from numba.np.arrayobj import _empty_nd_impl
+
+    new = _empty_nd_impl(context, builder, array_type, shape)
+    cgutils.memset(builder, new.data, builder.mul(new.itemsize, new.nitems), 0)
+    return new._getvalue()
+
+
+@lower_directly(first_pass)
+def _first_pass_directly(typingctx, y, n):  # noqa: ANN001, ANN202
+    """:func:`first_pass` of a 1-D DualArray output that f made, in the caller."""
+    result = types.Array(types.float64, 2, "C")
+    if isinstance(y, (DualType, *_REAL)):  # one row of zeros
+
+        def zeros(context, builder, sig, args):  # noqa: ANN001, ANN202
+            n = context.cast(builder, args[1], sig.args[1], types.intp)
+            return _zeros(context, builder, result, [context.get_constant(types.intp, 1), n])
+
+        return result(y, n), zeros
+    if not (isinstance(y, DualArrayType) and y.ndim == 1 and y.partials_type == result):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        from numba.np.arrayobj import make_array
+
+        arr = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        rows, width = cgutils.unpack_tuple(
+            builder, make_array(result)(context, builder, arr.partials).shape, count=2
+        )
+        n = context.cast(builder, args[1], sig.args[1], types.intp)
+        with builder.if_else(builder.icmp_signed("==", width, n)) as (same, other):
+            with same:
+                context.nrt.incref(builder, result, arr.partials)
+                own, own_block = arr.partials, builder.block
+            with other:
+                fresh, fresh_block = _zeros(context, builder, result, [rows, n]), builder.block
+        jac = builder.phi(own.type)
+        jac.add_incoming(own, own_block)
+        jac.add_incoming(fresh, fresh_block)
+        return impl_ret_new_ref(context, builder, result, jac)
+
+    return result(y, n), codegen
+
+
 @overload_first(first_pass)
 def _first_pass(y, n):  # noqa: ANN001
     if isinstance(y, DualArrayType) and y.partials_type.mutable and y.partials_type.layout == "C":
@@ -83,6 +136,44 @@ def _first_pass(y, n):  # noqa: ANN001
             "    return new_array((y.size, n), True)\n"
         )
     return lambda y, n: new_array((out_size(y), n), True)
+
+
+def _same(typingctx, value, *rest):  # noqa: ANN001, ANN202
+    """A plan (see lower_directly) returning its first argument (a new reference to it)."""
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        return impl_ret_borrowed(context, builder, sig.return_type, args[0])
+
+    return value(value, *rest), codegen
+
+
+@lower_directly(seed_of)
+def _seed_directly(typingctx, flat, shape):  # noqa: ANN001, ANN202
+    """The seed of a 1-D input is ``flat`` itself: returned in the caller (see
+    :func:`dualad.numba.dualtypes.lower_directly`), as is the Jacobian of a 1-D output."""
+    return _same(typingctx, flat, shape) if len(shape) == 1 else None
+
+
+@lower_directly(shaped_jacobian)
+def _jacobian_directly(typingctx, jac, y, shape):  # noqa: ANN001, ANN202
+    if len(shape) != 1:
+        return None
+    if isinstance(y, (DualArrayType, types.Array)) and y.ndim == 1 or isinstance(
+        y, types.BaseTuple
+    ):
+        return _same(typingctx, jac, y, shape)
+    if isinstance(y, (DualArrayType, types.Array)):
+        return None
+    # a scalar output: jac[0], by Numba's own indexing lowered here
+    row = typingctx.resolve_function_type(operator.getitem, (jac, types.intp), {})
+    if row is None:
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        zero = context.get_constant(types.intp, 0)
+        return context.get_function(operator.getitem, row)(builder, [args[0], zero])
+
+    return row.return_type(jac, y, shape), codegen
 
 
 @overload_first(shaped_jacobian)
@@ -128,6 +219,37 @@ def _out_size(y):  # noqa: ANN001
 # Jacobians, one per output, as the NumPy engine gives for a tuple output.
 
 
+@lower_directly(out_value)
+def _value_directly(typingctx, y):  # noqa: ANN001, ANN202
+    """The value array that f made (not shared), returned in the caller."""
+    if isinstance(y, _REAL) or isinstance(y, DualType) and y.base == types.float64:
+        # a 0-d array of the value
+        result = types.Array(types.float64, 0, "C")
+
+        def scalar(context, builder, sig, args):  # noqa: ANN001, ANN202
+            from numba.np.arrayobj import _empty_nd_impl
+
+            value = args[0]
+            if isinstance(sig.args[0], DualType):
+                value = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=value)
+                value = value.value
+            else:
+                value = context.cast(builder, value, sig.args[0], types.float64)
+            new = _empty_nd_impl(context, builder, result, [])
+            builder.store(value, new.data)
+            return new._getvalue()
+
+        return result(y), scalar
+    if not (isinstance(y, DualArrayType) and y.value_type.mutable):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        arr = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        return impl_ret_borrowed(context, builder, sig.return_type, arr.value)
+
+    return y.value_type(y), codegen
+
+
 @overload_first(out_value)
 def _out_value(y):  # noqa: ANN001
     if isinstance(y, types.BaseTuple):
@@ -148,6 +270,60 @@ def _scalar_value(value: str):  # noqa: ANN202
     """An implementation ``impl(y)`` returning the 0-d float64 array of ``value``."""
     source = f"def impl(y):\n    a = new_array((), False)\n    a[()] = {value}\n    return a\n"
     return generate(source, new_array=new_array)
+
+
+@lower_directly(store)
+def _store_directly(typingctx, y, out, start, width):  # noqa: ANN001, ANN202
+    """:func:`store` of a Dual or 1-D DualArray output, by loops in the caller."""
+    if not (isinstance(out, types.Array) and out.ndim == 2 and out.dtype == types.float64):
+        return None
+    if not out.mutable:
+        return None
+    vector = isinstance(y, DualArrayType) and y.ndim == 1
+    if vector and y.partials_type.dtype != types.float64:
+        return None
+    if not vector and not (isinstance(y, DualType) and y.base == types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        from numba.np.arrayobj import make_array
+
+        y_type, out_type = sig.args[:2]
+        target = make_array(out_type)(context, builder, args[1])
+        shape = cgutils.unpack_tuple(builder, target.shape, count=2)
+        strides = cgutils.unpack_tuple(builder, target.strides, count=2)
+        start = context.cast(builder, args[2], sig.args[2], types.intp)
+        width = context.cast(builder, args[3], sig.args[3], types.intp)
+
+        def entry(i, k):  # noqa: ANN001, ANN202
+            return cgutils.get_item_pointer2(
+                context, builder, target.data, shape, strides, out_type.layout,
+                [i, builder.add(start, k)], wraparound=False,
+            )  # fmt: skip
+
+        intp = context.get_value_type(types.intp)
+        if not vector:  # out[0, start + k] = p[k] for k < width
+            dual = cgutils.create_struct_proxy(y_type)(context, builder, value=args[0])
+            for k in range(y_type.K):
+                with builder.if_then(builder.icmp_signed("<", intp(k), width)):
+                    item = builder.extract_value(dual.partials, k)
+                    builder.store(item, entry(intp(0), intp(k)))
+            return context.get_dummy_value()
+        arr = cgutils.create_struct_proxy(y_type)(context, builder, value=args[0])
+        source_type = y_type.partials_type
+        source = make_array(source_type)(context, builder, arr.partials)
+        source_shape = cgutils.unpack_tuple(builder, source.shape, count=2)
+        source_strides = cgutils.unpack_tuple(builder, source.strides, count=2)
+        with cgutils.for_range(builder, shape[0]) as row:
+            with cgutils.for_range(builder, width) as column:
+                pointer = cgutils.get_item_pointer2(
+                    context, builder, source.data, source_shape, source_strides,
+                    source_type.layout, [row.index, column.index], wraparound=False,
+                )  # fmt: skip
+                builder.store(builder.load(pointer), entry(row.index, column.index))
+        return context.get_dummy_value()
+
+    return types.none(y, out, start, width), codegen
 
 
 @overload_first(store)
@@ -192,6 +368,23 @@ def _store(y, out, start, width):  # noqa: ANN001
 
 def as_input(point, directions, k_marker):  # noqa: ANN001, ANN201
     """What f receives: a DualArray, or a Dual for a 0-d point (f of a scalar)."""
+
+
+@lower_directly(as_input)
+def _input_directly(typingctx, point, directions, k_marker):  # noqa: ANN001, ANN202
+    """The DualArray of the point and the seed, made in the caller."""
+    if point.ndim == 0:
+        return None
+    result = DualArrayType(point, directions, len(k_marker))
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        arr = cgutils.create_struct_proxy(result)(context, builder)
+        arr.value, arr.partials = args[0], args[1]
+        context.nrt.incref(builder, sig.args[0], args[0])
+        context.nrt.incref(builder, sig.args[1], args[1])
+        return impl_ret_new_ref(context, builder, result, arr._getvalue())
+
+    return result(point, directions, k_marker), codegen
 
 
 @overload_first(as_input)
@@ -315,6 +508,19 @@ def _flat_value(value):  # noqa: ANN001
 
 def out_tangent(y, k_marker):  # noqa: ANN001, ANN201
     """The output's partials, shape ``y.shape + (K,)``; zeros for an output that is no Dual."""
+
+
+@lower_directly(out_tangent)
+def _tangent_directly(typingctx, y, k_marker):  # noqa: ANN001, ANN202
+    """The partials array that f made (not shared), returned in the caller."""
+    if not (isinstance(y, DualArrayType) and y.partials_type.mutable):
+        return None
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        arr = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=args[0])
+        return impl_ret_borrowed(context, builder, sig.return_type, arr.partials)
+
+    return y.partials_type(y, k_marker), codegen
 
 
 @overload_first(out_tangent)

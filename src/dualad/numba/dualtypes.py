@@ -11,12 +11,15 @@ Dual with zero partials.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
 import numpy as np
 from numba import types
 from numba.core import cgutils, errors
+from numba.core.imputils import lower_builtin
+from numba.core.typing.templates import AbstractTemplate, infer_global
 from numba.extending import (
     intrinsic,
     lower_cast,
@@ -32,6 +35,12 @@ _REAL = (types.Float, types.Integer, types.Boolean)
 #: overloads, the rules' partials, the drivers' helpers): no C-callable wrapper, which Numba
 #: would otherwise generate, optimise and turn into machine code for each of them.
 HELPER_OPTIONS = {"no_cfunc_wrapper": True}
+
+#: Options of a dispatcher that only compiled code calls (the user's function compiled for Duals,
+#: the rules' partials): without the CPython wrapper too, whose generation, optimisation and
+#: machine code were about a tenth of a first call.  Calling such a dispatcher from Python would
+#: jump to a null address: it must never be handed to the user.
+CALLED_FROM_COMPILED_CODE = {**HELPER_OPTIONS, "no_cpython_wrapper": True}
 
 #: The options of the scalar operations (a Dual's and an adjoint number's arithmetic, math and
 #: ufuncs on numbers, the rules' partials): also always inlined into their caller.  LLVM's own
@@ -52,6 +61,74 @@ def overload_scalar(func, prefer_literal: bool = False):  # noqa: ANN001, ANN201
     """:func:`overload_first` for an operation on numbers, inlined (see SCALAR_OPTIONS); with
     ``prefer_literal``, typed first with the literal types of constant arguments (``x ** 2``)."""
     return overload(func, target="cpu", jit_options=SCALAR_OPTIONS, prefer_literal=prefer_literal)
+
+
+def numpy_ufuncs() -> list[np.ufunc]:
+    """NumPy's ufuncs, by name.  From the module's own namespace: ``getattr`` over ``dir(np)``
+    imports NumPy's lazily loaded submodules (f2py, testing, random, fft, ...), 168 modules and
+    0.2 s of a first call."""
+    return [u for _, u in sorted(vars(np).items()) if isinstance(u, np.ufunc)]
+
+
+def lower_directly(func, prefer_literal: bool = False, by_types: bool = True):  # noqa: ANN001, ANN201
+    """Register ``plan(typingctx, *argtypes) -> (signature, codegen) | None`` for calls of ``func``:
+    a call it plans is typed by the signature and lowered by ``codegen`` inside the caller, as
+    an ``@intrinsic`` is, with no function of its own to compile.
+
+    An ``@overload`` implementation is a function of its own: Numba types it, lowers it,
+    optimises it and makes machine code of it (40-60 ms of a first call even for ``x * y`` on
+    Duals) before the caller inlines it.  A plan returning None leaves the call to the
+    templates registered after it (the overload of the general case).  Register the plan
+    before that overload: Numba tries templates of one target in the order registered.
+    With ``by_types`` the plan depends on the argument types alone and is asked once per types
+    (else every typing of ``a[i]`` would register another lowering); a plan that reads the rule
+    table, which may change, says False and keeps its own record.
+    """
+
+    def register(plan):  # noqa: ANN001, ANN202
+        lowered: set[Any] = set()
+        planned: dict[tuple[Any, ...], Any] = {}  # knowledge about types, as Numba's caches
+        pysig = inspect.signature(plan)
+        pysig = pysig.replace(parameters=list(pysig.parameters.values())[1:])  # no typingctx
+        starred = any(p.kind == p.VAR_POSITIONAL for p in pysig.parameters.values())
+
+        def generic(self, args, kws):  # noqa: ANN001, ANN202
+            if starred:  # a plan of any number of arguments: positional ones only
+                if kws:
+                    return None
+                given = tuple(args)
+            else:
+                try:  # keyword arguments in the plan's order, as the call passes them
+                    given = tuple(pysig.bind(*args, **kws).args)
+                except TypeError:
+                    return None
+            if by_types and given in planned:
+                found = planned[given]
+            else:
+                found = plan(self.context, *given)
+                if by_types:
+                    planned[given] = found
+            if found is None:
+                return None
+            sig, codegen = found
+            if codegen not in lowered:  # a plan gives the same codegen for the same types
+                lowered.add(codegen)
+                lower_builtin(codegen, *sig.args)(codegen)
+            self._codegen = codegen
+            return sig if starred else sig.replace(pysig=pysig)
+
+        def get_impl_key(self, sig):  # noqa: ANN001, ANN202
+            return self._codegen
+
+        name = f"Direct_{getattr(func, '__name__', 'func')}"
+        template = type(name, (AbstractTemplate,), {
+            "key": func, "metadata": {"target": "cpu"}, "prefer_literal": prefer_literal,
+            "generic": generic, "get_impl_key": get_impl_key,
+        })  # fmt: skip
+        infer_global(func, types.Function(template))
+        return plan
+
+    return register
 
 
 class DualType(types.Type):
@@ -303,12 +380,18 @@ def new_dual_array(typingctx, shape, k_marker, zeroed):  # noqa: ANN001
     result = DualArrayType(value_type, types.Array(types.float64, ndim + 1, "C"), K)
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
-        from numba.np.arrayobj import _parse_shape
-
-        extents = list(_parse_shape(context, builder, sig.args[0], args[0]))
-        return allocate_dual_array(context, builder, result, extents, fill)
+        return dual_array_ir(context, builder, result, sig.args[0], args[0], fill)
 
     return result(shape, k_marker, zeroed), codegen
+
+
+def dual_array_ir(context, builder, result, shape_type, shape, fill):  # noqa: ANN001, ANN201
+    """LLVM IR of a new DualArray of type ``result`` (see :func:`new_dual_array`) of ``shape``
+    (an integer or a tuple of integers), filled with zeros when ``fill``."""
+    from numba.np.arrayobj import _parse_shape
+
+    extents = list(_parse_shape(context, builder, shape_type, shape))
+    return allocate_dual_array(context, builder, result, extents, fill)
 
 
 def allocate_dual_array(context, builder, result, extents, fill):  # noqa: ANN001, ANN201

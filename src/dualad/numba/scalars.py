@@ -13,6 +13,13 @@ small implementation is generated with the K partials unrolled, e.g. for ``x * c
 ``d1`` is the rule's own partial, compiled by Numba: no derivative formula is written here.
 A zero tangent stays 0 even where the local derivative is infinite or NaN, as in the NumPy
 engine.
+
+Duals of floats (the common, first-order case) take a shorter path, tried first: the same
+arithmetic emitted as LLVM IR inside the caller (:func:`_direct_rule`, registered with
+:func:`~dualad.numba.dualtypes.lower_directly`), because Numba compiles every overload
+implementation as a function of its own (typed, lowered, optimised, made machine code of: 40-60
+ms of a first call each, per rule and argument types) before the caller inlines it.  Nested Duals,
+mixed K, registered Python functions and refusals go through the generated implementations.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import errors
+from numba.core import cgutils, errors
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
@@ -39,10 +46,13 @@ from .. import rules
 from ..dual import label
 from . import special as compiled_special
 from .dualtypes import (
+    CALLED_FROM_COMPILED_CODE,
     SCALAR_OPTIONS,
     DualArrayType,
     DualType,
     generate,
+    lower_directly,
+    numpy_ufuncs,
     overload_scalar,
     tuple_source,
 )
@@ -166,7 +176,9 @@ def jit_function(fn: Callable[..., Any], depth: int = 0) -> Any:
         )
     rebuilt = pytypes.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, cells)
     # NumPy's error model: a local derivative 0.5 / sqrt(0) is inf (then masked), not an error.
-    _jitted[fn, depth] = numba.njit(rebuilt, error_model="numpy", **SCALAR_OPTIONS)
+    _jitted[fn, depth] = numba.njit(
+        rebuilt, error_model="numpy", **{**SCALAR_OPTIONS, **CALLED_FROM_COMPILED_CODE}
+    )
     return _jitted[fn, depth]
 
 
@@ -337,6 +349,42 @@ def _products(builder: Any, entries: list[Any], c: Any, safe: bool) -> list[Any]
     ]
 
 
+def _chain_sums(context: Any, builder: Any, terms: list[tuple[Any, ...]], K: int) -> list[Any]:
+    """LLVM IR of the K sums ``sum_i partials_i[k] * c_i`` of a rule's chain rule.
+
+    ``terms`` holds (K-tuple of float64 partials, coefficient, its Numba type, guarded) per
+    Dual input; a guarded coefficient may be infinite or NaN: its term is then 0 for a zero
+    tangent entry (as :func:`_zero_safe` says), by selects after one branch on the coefficient
+    being finite.  No terms: K zeros.
+    """
+    sums: list[Any] = [None] * K
+    for p, c, ctype, guarded in terms:
+        c = context.cast(builder, c, ctype, types.float64)
+        entries = [builder.extract_value(p, k) for k in range(K)]
+        if not guarded:
+            products = _products(builder, entries, c, False)
+        elif K == 1:
+            products = _products(builder, entries, c, True)
+        else:  # a branch on c once, plain products when it is finite (c - c is 0, not NaN)
+            difference = builder.fsub(c, c)
+            finite = builder.fcmp_ordered("ord", difference, difference)
+            with builder.if_else(finite, likely=True) as (then, otherwise):
+                with then:
+                    plain, plain_block = _products(builder, entries, c, False), builder.block
+                with otherwise:
+                    safe, safe_block = _products(builder, entries, c, True), builder.block
+            products = []
+            for a, b in zip(plain, safe):
+                phi = builder.phi(a.type)
+                phi.add_incoming(a, plain_block)
+                phi.add_incoming(b, safe_block)
+                products.append(phi)
+        for k, term in enumerate(products):
+            sums[k] = term if sums[k] is None else builder.fadd(sums[k], term)
+    zero = ir.Constant(ir.DoubleType(), 0.0)
+    return [zero if total is None else total for total in sums]
+
+
 @intrinsic
 def tangent(typingctx, partials, coefficients, guarded):  # noqa: ANN001
     """The K sums ``sum_i partials[i][k] * coefficients[i]`` of a rule's chain rule, as a K-tuple.
@@ -361,32 +409,16 @@ def tangent(typingctx, partials, coefficients, guarded):  # noqa: ANN001
     mask = guarded.literal_value
 
     def codegen(context, builder, sig, args):  # noqa: ANN001
-        sums: list[Any] = [None] * K
-        for i, ctype in enumerate(sig.args[1]):
-            p = builder.extract_value(args[0], i)
-            c = context.cast(builder, builder.extract_value(args[1], i), ctype, types.float64)
-            entries = [builder.extract_value(p, k) for k in range(K)]
-            if not mask >> i & 1:
-                terms = _products(builder, entries, c, False)
-            elif K == 1:
-                terms = _products(builder, entries, c, True)
-            else:  # a branch on c once, plain products when it is finite (c - c is 0, not NaN)
-                difference = builder.fsub(c, c)
-                finite = builder.fcmp_ordered("ord", difference, difference)
-                with builder.if_else(finite, likely=True) as (then, otherwise):
-                    with then:
-                        plain, plain_block = _products(builder, entries, c, False), builder.block
-                    with otherwise:
-                        safe, safe_block = _products(builder, entries, c, True), builder.block
-                terms = []
-                for a, b in zip(plain, safe):
-                    phi = builder.phi(a.type)
-                    phi.add_incoming(a, plain_block)
-                    phi.add_incoming(b, safe_block)
-                    terms.append(phi)
-            for k, term in enumerate(terms):
-                sums[k] = term if sums[k] is None else builder.fadd(sums[k], term)
-        return context.make_tuple(builder, result, sums)
+        terms = [
+            (
+                builder.extract_value(args[0], i),
+                builder.extract_value(args[1], i),
+                ctype,
+                bool(mask >> i & 1),
+            )
+            for i, ctype in enumerate(sig.args[1])
+        ]
+        return context.make_tuple(builder, result, _chain_sums(context, builder, terms, K))
 
     return result(partials, coefficients, guarded), codegen
 
@@ -472,6 +504,137 @@ def _unrolled_power(base: str, n: int) -> list[str]:
             square = f"a{len(lines) - 1}"
     lines.append(f"y = {result or '1.0'}")  # the base is a float64: so is y
     return lines
+
+
+def _power_ir(builder: Any, base: Any, n: int) -> Any:
+    """LLVM IR of ``base ** n`` for a constant integer n >= 0: the multiplications of
+    :func:`_unrolled_power`, in its order (the value of the user's float code)."""
+    result, square = None, base
+    while n:
+        if n & 1:
+            result = square if result is None else builder.fmul(result, square)
+        n >>= 1
+        if n:
+            square = builder.fmul(square, square)
+    return ir.Constant(ir.DoubleType(), 1.0) if result is None else result
+
+
+#: (primal, argument types) -> (rule, signature, codegen) of the rules lowered directly: like
+#: Numba's own caches, knowledge about compiled code, not state of one call; only grows.
+_direct: dict[Any, tuple[Any, Any, Any]] = {}
+
+
+def _real_signature(sig: Any, n: int) -> bool:
+    """True for a signature of n real arguments returning a real number (not ``max(*args)``'s
+    star-argument tuple, which the overload's implementation handles)."""
+    return (
+        sig is not None
+        and isinstance(sig.return_type, _REAL)
+        and len(sig.args) == n
+        and all(isinstance(t, _REAL) for t in sig.args)
+    )
+
+
+def _direct_rule(rule_of: Callable[[], rules.Rule | None], primal: Any):
+    """A plan (see :func:`lower_directly`) applying a rule to Duals of floats (mixed with real
+    numbers) inside the caller: the value by ``primal``, the local derivatives by the rule's
+    partials (compiled on their own, as in :func:`rule_impl`, unless a partial is a constant or
+    one of its arguments), the chain rule by :func:`_chain_sums`.  The same arithmetic as
+    :func:`rule_impl`'s implementation, without a function of its own per rule and argument
+    types.  Nested Duals, mixed K, registered Python functions and rules with an input that is
+    not differentiable are left to the overload (None)."""
+
+    def plan(typingctx: Any, *argtypes: Any) -> Any:
+        if isinstance(primal, CPUDispatcher) or not _dual_args(argtypes):
+            return None
+        duals = [t for t in argtypes if isinstance(t, DualType)]
+        K = duals[0].K
+        if any(t.K != K or t.base != types.float64 for t in duals):
+            return None
+        power = primal in _LITERAL_FIRST and _literal_power(argtypes)
+        if not power and any(isinstance(t, types.Literal) for t in argtypes):
+            return None  # Numba asks again with the plain types
+        rule = rule_of()
+        if rule is None:
+            return None
+        known = _direct.get((primal, argtypes))
+        if known is not None and known[0] is rule:
+            return known[1:]
+        n = len(argtypes)
+        values = tuple(
+            types.float64 if isinstance(t, DualType) else types.unliteral(t) for t in argtypes
+        )
+        call = None
+        if not power:
+            fnty = typingctx.resolve_value_type(primal)
+            call = (fnty, typingctx.resolve_function_type(fnty, values, {}))
+            if not _real_signature(call[1], n):
+                return None
+        terms: list[tuple[int, str, Any]] = []
+        for i, t in enumerate(argtypes):
+            partial = rule.partials[i]
+            if not isinstance(t, DualType) or partial is None:
+                continue
+            if partial is rules.NONDIFF:
+                return None
+            if not callable(partial):
+                terms.append((i, "constant", float(partial)))
+                continue
+            returned = _returned_argument(partial, n + 1)
+            if returned is not None:
+                terms.append((i, "argument", returned))
+                continue
+            fnty = types.Dispatcher(_compiled_partial(rule, i, argtypes))
+            psig = typingctx.resolve_function_type(fnty, values + (types.float64,), {})
+            if not _real_signature(psig, n + 1):
+                return None
+            terms.append((i, "partial", (fnty, psig)))
+        result = DualType(K)
+
+        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+            vals, tangents = [], {}
+            for i, (t, a) in enumerate(zip(sig.args, args)):
+                if isinstance(t, DualType):
+                    dual = cgutils.create_struct_proxy(t)(context, builder, value=a)
+                    vals.append(dual.value)
+                    tangents[i] = dual.partials
+                else:
+                    vals.append(context.cast(builder, a, t, values[i]))
+            if call is None:
+                y = _power_ir(builder, vals[0], argtypes[1].literal_value)
+            else:
+                fnty, csig = call
+                y = context.get_function(fnty, csig)(builder, [
+                    context.cast(builder, v, t, c) for v, t, c in zip(vals, values, csig.args)
+                ])  # fmt: skip
+                y = context.cast(builder, y, csig.return_type, types.float64)
+            chain = []
+            for i, kind, payload in terms:
+                if kind == "constant":
+                    c = context.get_constant(types.float64, payload)
+                    chain.append((tangents[i], c, types.float64, False))
+                elif kind == "argument":
+                    if payload < n:
+                        chain.append((tangents[i], vals[payload], values[payload], True))
+                    else:
+                        chain.append((tangents[i], y, types.float64, True))
+                else:
+                    fnty, psig = payload
+                    inputs = zip(vals + [y], values + (types.float64,), psig.args)
+                    c = context.get_function(fnty, psig)(
+                        builder, [context.cast(builder, v, t, a) for v, t, a in inputs]
+                    )
+                    chain.append((tangents[i], c, psig.return_type, True))
+            out = cgutils.create_struct_proxy(result)(context, builder)
+            out.value = y
+            sums = _chain_sums(context, builder, chain, K)
+            out.partials = context.make_tuple(builder, result.partials_type, sums)
+            return out._getvalue()
+
+        _direct[primal, argtypes] = (rule, result(*argtypes), codegen)
+        return _direct[primal, argtypes][1:]
+
+    return plan
 
 
 def _generate_call(fn: Any, nin: int) -> Callable[..., Any]:
@@ -565,9 +728,13 @@ def _scipy_rule(name: str) -> Callable[[], rules.Rule | None]:
     return rule_of
 
 
-def _overload(func: Any, typer: Callable[..., Any]) -> None:
+def _overload(func: Any, typer: Callable[..., Any], direct: Any = None) -> None:
+    """Overload ``func`` by ``typer``; with ``direct``, a plan for the calls it lowers directly
+    (see :func:`lower_directly`), tried first."""
     if func not in _registered:
         _registered.add(func)
+        if direct is not None:
+            lower_directly(func, prefer_literal=func in _LITERAL_FIRST, by_types=False)(direct)
         overload_scalar(func, prefer_literal=func in _LITERAL_FIRST)(typer)
 
 
@@ -595,7 +762,7 @@ def register_table() -> None:
     """Overload what the rule table holds, including rules registered since the last call."""
     for key, rule in list(rules.RULES.items()):
         if isinstance(key, np.ufunc):
-            _overload(key, _ufunc_typer(key))
+            _overload(key, _ufunc_typer(key), _direct_rule(lambda k=key: rules.lookup(k), key))
         elif rule.func is key:  # np.sinc, or what register_rule returned for a Python function
             _overload(
                 key, _typer(label(key), lambda k=key: rules.lookup(k), _primal_of(key), rule.nin)
@@ -604,21 +771,22 @@ def register_table() -> None:
     if _fixed_done:
         return
     _fixed_done = True
-    for name in dir(np):
-        if isinstance(getattr(np, name), np.ufunc):
-            _overload(getattr(np, name), _ufunc_typer(getattr(np, name)))
+    for ufunc in numpy_ufuncs():
+        direct = _direct_rule(lambda u=ufunc: rules.lookup(u), ufunc)
+        _overload(ufunc, _ufunc_typer(ufunc), direct)
     for op, ufunc in _OPERATORS.items():  # the value is computed as in the user's float code
-        _overload(op, _typer(label(ufunc), lambda u=ufunc: rules.lookup(u), op, ufunc.nin))
+        rule_of = lambda u=ufunc: rules.lookup(u)  # noqa: E731
+        _overload(op, _typer(label(ufunc), rule_of, op, ufunc.nin), _direct_rule(rule_of, op))
     for name, ufunc in _MATH.items():
         if hasattr(math, name):
             primal = ufunc if name in _MATH_NOT_IN_NUMBA else getattr(math, name)
             rule_of = lambda u=ufunc: rules.lookup(u)  # noqa: E731
-            _overload(getattr(math, name), _typer(f"math.{name}", rule_of, primal, ufunc.nin))
+            typer = _typer(f"math.{name}", rule_of, primal, ufunc.nin)
+            _overload(getattr(math, name), typer, _direct_rule(rule_of, primal))
     for name, special in _MATH_SCIPY.items():
-        _overload(
-            getattr(math, name),
-            _typer(f"math.{name}", _scipy_rule(special), getattr(math, name), 1),
-        )
+        fn = getattr(math, name)
+        rule_of = _scipy_rule(special)
+        _overload(fn, _typer(f"math.{name}", rule_of, fn, 1), _direct_rule(rule_of, fn))
     for op in _COMPARISONS:
         _overload(op, _value_only(op, 2))
     for fn in (np.round, np.around):
