@@ -474,7 +474,7 @@ class Dual(Carrier):
         into a view of them then lifts nothing (a lift copies, and the view's writes would no
         longer reach the array it views: a Hessian of ``row = out[1:]; row += x[:-1]`` was 0)."""
         inner = self._value
-        if isinstance(inner, Carrier):
+        if isinstance(inner, Dual):
             partials = inner._zeros(shape + (self.nderiv,), dtype)
             return Dual._make(self._tag, inner._zeros(shape, dtype), partials)
         return Dual._make(

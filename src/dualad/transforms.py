@@ -955,10 +955,7 @@ def _compiled_second_order(
         return None
     try:
         return compiled.run(f, kind, K, *arguments, *args)
-    except (compiled.NotCompilable, DualError) as error:
-        # a DualError too: code the first-order engine compiles may meet a second-order
-        # refusal (an array operation on nested Duals); the NumPy engine either takes it or
-        # gives its own error for code that is wrong on every engine
+    except compiled.NotCompilable as error:
         if engine == "numba":
             raise
         _fall_back(f, error)

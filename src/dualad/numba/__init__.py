@@ -251,6 +251,8 @@ def _call(
             raise
         message = str(exc)
         problem = scalars.take_problem(message)
+        if problem == arrayops.NESTED_WITH_ARRAY:  # what this engine cannot do: not an error
+            raise NotCompilable(problem + (_where(message) or _typed_at(exc))) from None
         if problem is not None:
             raise DualError(problem + (_where(message) or _typed_at(exc))) from None
         if arguments and kind not in SECOND_ORDER_KINDS:  # a Hessian's failure is its own

@@ -1544,17 +1544,14 @@ def _sweep_tangents(tape, adj, k_marker):  # noqa: ANN001
         "    base, parents, partials = tape.base, tape.parents, tape.partials\n"
         "    for k in range(tape.n - 1, -1, -1):\n"
         f"        g = (base + k) * {w}\n"
-        "        g0 = adj[g]\n"
-        + loads
-        + f"        if g0 == 0.0 and not ({live}):\n"
+        "        g0 = adj[g]\n" + loads + f"        if g0 == 0.0 and not ({live}):\n"
         "            continue\n"
         "        for e in range(2 * k, 2 * k + 2):\n"
         f"            c = e * {w}\n"
         f"            p = parents[e] * {w}\n"
         "            c0 = partials[c]\n"
         "            if g0 != 0.0:\n"
-        "                adj[p] += c0 * g0\n"
-        + updates,
+        "                adj[p] += c0 * g0\n" + updates,
         label="adjoint sweep",
     )
 

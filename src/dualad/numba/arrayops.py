@@ -94,11 +94,13 @@ def applies(argtypes: tuple[Any, ...]) -> bool:
     has_array = any(k in ("DA", "A") for k in kinds)
     has_dual = any(k in ("DA", "D") for k in kinds)
     if has_array and any(isinstance(t, DualType) and t.base != types.float64 for t in argtypes):
-        refuse(_NESTED_WITH_ARRAY)  # else Numba's own loop would store Duals in a float array
+        refuse(NESTED_WITH_ARRAY)  # else Numba's own loop would store Duals in a float array
     return has_array and has_dual
 
 
-_NESTED_WITH_ARRAY = (
+#: The refusal of an array operation on second-order Duals: the nested-Dual Hessian cannot
+#: compile such code, and da.hessian then falls back (a NotCompilable, not a DualError).
+NESTED_WITH_ARRAY = (
     "an array operation met a second-order Dual (da.hessian or da.hvp): the compiled "
     "second-order engine takes loops over elements only. With engine='auto' such a function's "
     "Hessian runs on the NumPy engine; or write the array expression as a loop"

@@ -439,8 +439,6 @@ def _like(fill: str):
     return typer
 
 
-
-
 def _new_directly(fill: str):
     """A plan (see :func:`lower_directly`) for ``np.empty(shape, x.dtype)`` and ``np.zeros``
     with a DualArray's dtype: the allocation lowered in the caller."""

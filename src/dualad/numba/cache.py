@@ -54,9 +54,12 @@ _LOADER = os.path.join("numba", "core", "caching.py")
 
 
 def raised_while_loading(error: BaseException) -> bool:
-    """True when ``error`` came out of Numba's cache loader, not out of compiling: Numba's own
-    typing templates can raise an AttributeError on a dualad type (``np.argmax`` reads
-    ``.dtype``), which is a function the engine cannot compile, not a stale cache entry."""
+    """True when ``error`` (one of :data:`LOAD_ERRORS`) means an entry that would not load.
+    An AttributeError counts only when it came out of Numba's cache loader: Numba's own typing
+    templates can raise one on a dualad type (``np.argmax`` read ``.dtype``), which is a function
+    the engine cannot compile, not a stale cache entry."""
+    if not isinstance(error, AttributeError):
+        return True
     trace = error.__traceback__
     while trace is not None:
         if trace.tb_frame.f_code.co_filename.endswith(_LOADER):

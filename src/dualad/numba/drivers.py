@@ -158,8 +158,10 @@ def _seed_directly(typingctx, flat, shape):  # noqa: ANN001, ANN202
 def _jacobian_directly(typingctx, jac, y, shape):  # noqa: ANN001, ANN202
     if len(shape) != 1:
         return None
-    if isinstance(y, (DualArrayType, types.Array)) and y.ndim == 1 or isinstance(
-        y, types.BaseTuple
+    if (
+        isinstance(y, (DualArrayType, types.Array))
+        and y.ndim == 1
+        or isinstance(y, types.BaseTuple)
     ):
         return _same(typingctx, jac, y, shape)
     if isinstance(y, (DualArrayType, types.Array)):
