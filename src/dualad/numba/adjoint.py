@@ -1875,7 +1875,8 @@ def run(f: Any, kind: Any, point: np.ndarray, *args: Any) -> Any:
             f"{message}\n\ndualad: compiled reverse mode cannot record "
             f"{getattr(f, '__name__', 'f')}: it stopped at {summary(message)}{_where(message)}. "
             "It records loops over x[i], math and NumPy functions of numbers, and on arrays "
-            "ufuncs, operators, slices, sum, mean, dot and @; use mode='forward', or "
+            "ufuncs, operators, slices, reshape, sum, mean, var, std, max, min, prod, cumsum, "
+            "sort, clip, where, interp, outer, dot and @; use mode='forward', or "
             "engine='numpy' for other whole-array NumPy calls."
         ) from None
 
