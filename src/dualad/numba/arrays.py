@@ -51,9 +51,10 @@ def _element_indices(array: DualArrayType, index: Any) -> list[str] | None:
     return None
 
 
-def _entry_pointers(context, builder, array_type, array, index_type, index, K):  # noqa: ANN001, ANN202
-    """Pointers to ``array[index + (k,)]`` for k < K: the K partials of one entry, indexed as
-    Numba indexes (negative indices wrap; bounds checked when Numba checks bounds)."""
+def _item_pointers(context, builder, array_type, array, index_type, index, trailing):  # noqa: ANN001, ANN202
+    """Pointers to ``array[index + t]`` for each tuple ``t`` of constant trailing indices in
+    ``trailing``, indexed as Numba indexes (negative indices wrap; bounds checked when Numba
+    checks bounds); the index is fixed once for all of them."""
     from numba.np.arrayobj import fix_integer_index, make_array
 
     ary = make_array(array_type)(context, builder, array)
@@ -70,32 +71,22 @@ def _entry_pointers(context, builder, array_type, array, index_type, index, K): 
     return [
         cgutils.get_item_pointer2(
             context, builder, ary.data, shapes, strides, array_type.layout,
-            lead + [context.get_constant(types.intp, k)], wraparound=False,
+            lead + [context.get_constant(types.intp, k) for k in t], wraparound=False,
             boundscheck=context.enable_boundscheck,
         )
-        for k in range(K)
+        for t in trailing
     ]  # fmt: skip
 
 
-def _value_pointer(context, builder, array_type, array, index_type, index):  # noqa: ANN001, ANN202
-    """Pointer to ``array[index]``, one element, indexed as :func:`_entry_pointers` does."""
-    from numba.np.arrayobj import fix_integer_index, make_array
+def _entry_pointers(context, builder, array_type, array, index_type, index, K):  # noqa: ANN001, ANN202
+    """Pointers to ``array[index + (k,)]`` for k < K: the K partials of one entry."""
+    trailing = [(k,) for k in range(K)]
+    return _item_pointers(context, builder, array_type, array, index_type, index, trailing)
 
-    ary = make_array(array_type)(context, builder, array)
-    shapes = cgutils.unpack_tuple(builder, ary.shape, count=array_type.ndim)
-    strides = cgutils.unpack_tuple(builder, ary.strides, count=array_type.ndim)
-    if isinstance(index_type, types.BaseTuple):
-        types_, values = list(index_type), cgutils.unpack_tuple(builder, index, len(index_type))
-    else:
-        types_, values = [index_type], [index]
-    indices = [
-        fix_integer_index(context, builder, t, v, shapes[d])
-        for d, (t, v) in enumerate(zip(types_, values))
-    ]
-    return cgutils.get_item_pointer2(
-        context, builder, ary.data, shapes, strides, array_type.layout, indices,
-        wraparound=False, boundscheck=context.enable_boundscheck,
-    )  # fmt: skip
+
+def _value_pointer(context, builder, array_type, array, index_type, index):  # noqa: ANN001, ANN202
+    """Pointer to ``array[index]``, one element."""
+    return _item_pointers(context, builder, array_type, array, index_type, index, [()])[0]
 
 
 def _element_of(a: Any, idx: Any) -> bool:
