@@ -1051,20 +1051,10 @@ overload_method(AdjArrayType, "sum")(lambda a: _sum_impl)
 overload_method(AdjArrayType, "mean")(lambda a: lambda a: np.sum(a) / a.size)
 
 
-def _index_of(fn: Any):  # noqa: ANN202
-    """np.argmax and its kin of an AdjArray: indices, from the values alone (nothing recorded)."""
-
-    def typer(a):  # noqa: ANN001, ANN202
-        if isinstance(a, AdjArrayType):
-            return generate("def impl(a):\n    return fn(a.value)\n", fn=fn)
-        return None
-
-    return typer
-
-
+# np.argmax and its kin of an AdjArray: indices, from the plain values (nothing recorded)
 for _fn in (np.argmax, np.argmin, np.argsort):
-    overload_first(_fn)(_index_of(_fn))
-    overload_method(AdjArrayType, _fn.__name__)(_index_of(_fn))
+    overload_first(_fn)(_value_only(_fn, 1))
+    overload_method(AdjArrayType, _fn.__name__)(_value_only(_fn, 1))
 
 
 def _contiguous(t: Any, name: str) -> str:
